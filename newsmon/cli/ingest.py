@@ -1,0 +1,1 @@
+"""`newsmon ingest`: placeholder wiring until the ingest flow lands."""

@@ -1,0 +1,32 @@
+"""Shared fixtures: a Prefect test harness for the session, and configs written per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A real, temporary Prefect API (SQLite) shared by every test that runs a flow."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a newsmon.toml into the test's folder; its relative paths resolve there."""
+
+    def write(body: str) -> Path:
+        path = tmp_path / "newsmon.toml"
+        path.write_text(body, encoding="utf-8")
+        return path
+
+    return write

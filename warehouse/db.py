@@ -1,0 +1,106 @@
+"""Opening the warehouse: one writer at a time, migrations applied on open.
+
+DuckDB lets one process open a file for writing, or several for reading, never both. newsmon
+therefore takes a file lock beside the database before it opens it for writing, so that a
+second run waits its turn (and then reports clearly) instead of failing on DuckDB's own lock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+from filelock import FileLock, Timeout
+
+MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER NOT NULL,
+    name       VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""
+APPLIED_VERSIONS = "SELECT version FROM schema_migrations"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name) VALUES (?, ?)"
+
+
+class WarehouseBusy(Exception):
+    """Another process holds the warehouse's writer lock for longer than we were willing to wait."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) for every numbered migration, in order."""
+    found = []
+    for entry in resources.files("newsmon.warehouse").joinpath("migrations").iterdir():
+        match = MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [version for version, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a number: {[name for _, name, _ in found]}")
+    return found
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the migrations this database has not seen, each in its own transaction."""
+    con.execute(CREATE_MIGRATIONS_TABLE)
+    applied = {row[0] for row in con.execute(APPLIED_VERSIONS).fetchall()}
+    done = []
+    for version, name, sql in migrations():
+        if version in applied:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute(RECORD_MIGRATION, [version, name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        done.append(name)
+    return done
+
+
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".lock")
+
+
+@contextmanager
+def open_writer(database: Path, lock_timeout: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse opened for writing, migrated, under the writer lock; checkpointed on close."""
+    database = Path(database)
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(database)))
+    try:
+        lock.acquire(timeout=lock_timeout)
+    except Timeout:
+        raise WarehouseBusy(
+            f"{database}: another newsmon run has held the writer lock for {lock_timeout:.0f} s; "
+            "try again when it has finished"
+        ) from None
+    try:
+        con = duckdb.connect(str(database))
+        try:
+            migrate(con)
+            yield con
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+    finally:
+        lock.release()
+
+
+@contextmanager
+def open_reader(database: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection. Use it on the analyst copy, not on the live file."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
