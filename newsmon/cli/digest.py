@@ -1,0 +1,1 @@
+"""Commands added by the digest work (placeholder until it lands)."""

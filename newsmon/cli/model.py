@@ -1,0 +1,1 @@
+"""Commands added by the model work (placeholder until it lands)."""

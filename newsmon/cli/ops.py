@@ -1,0 +1,1 @@
+"""Commands added by the ops work (placeholder until it lands)."""
