@@ -30,3 +30,19 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def site():
+    """A threaded HTTP server on 127.0.0.1 serving a site the test writes (tests/fakesite.py)."""
+    from pytest_httpserver import HTTPServer
+
+    from tests.fakesite import Site
+
+    server = HTTPServer(host="127.0.0.1", threaded=True)
+    server.start()
+    try:
+        yield Site(server)
+    finally:
+        server.clear()
+        server.stop()

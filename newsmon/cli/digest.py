@@ -1,1 +1,55 @@
-"""Commands added by the digest work (placeholder until it lands)."""
+"""`newsmon digest`: render a week's digest from the warehouse, save it, and mail it once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from newsmon.cli._app import app, console, fail, get_config
+from newsmon.digest.weeks import IsoWeek
+from newsmon.warehouse.db import WarehouseBusy
+
+
+@app.command()
+def digest(
+    ctx: typer.Context,
+    week: Annotated[
+        str | None,
+        typer.Option(help="ISO week such as 2026-W47 (default: the last complete week)."),
+    ] = None,
+    send: Annotated[
+        bool, typer.Option("--send/--no-send", help="Mail it to [email] to, or only save it.")
+    ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Mail it even if this week's digest was sent already.")
+    ] = False,
+) -> None:
+    """Render the weekly digest (HTML, text, .eml under the digests folder) and mail it."""
+    config = get_config(ctx)
+    if week is not None:
+        try:
+            IsoWeek.parse(week)
+        except ValueError as exc:
+            raise fail(f"--week: {exc}") from None
+    # Imported here: Prefect takes seconds to import, and only this command needs the flow.
+    from newsmon.flows.digest import DigestNotSent, digest_flow
+
+    try:
+        outcome = digest_flow(
+            config_path=str(config.source) if config.source else None,
+            week=week,
+            send=send,
+            force=force,
+        )
+    except (DigestNotSent, WarehouseBusy) as exc:
+        raise fail(str(exc), code=1) from None
+    console.print(
+        f"Digest {outcome.week}: {outcome.articles} articles. Saved {outcome.files.html} "
+        "(and .txt, .eml).",
+        highlight=False,
+    )
+    if outcome.sent_to:
+        console.print(f"Sent to {', '.join(outcome.sent_to)}.", highlight=False)
+    else:
+        console.print(outcome.not_sent_because, highlight=False)

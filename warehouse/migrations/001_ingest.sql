@@ -64,6 +64,7 @@ CREATE TABLE entries (
     article_id        BIGINT,
     attempts          INTEGER NOT NULL DEFAULT 0,
     last_error        VARCHAR,
+    retry_after       TIMESTAMPTZ,       -- a failed page is not tried again before this
     first_seen_at     TIMESTAMPTZ NOT NULL,
     last_seen_at      TIMESTAMPTZ NOT NULL,
     resolved_at       TIMESTAMPTZ

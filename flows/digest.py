@@ -1,0 +1,165 @@
+"""The weekly digest flow: gather a week from the warehouse, render and save it, mail it once.
+
+Only orchestration lives here; the work is in newsmon.digest. The writer lock is held to read
+the week and to record the outcome, not while mail is being sent (retries can take minutes and
+must not stop the hourly ingest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from newsmon.config import Config, EmailSettings, load_config
+from newsmon.digest.charts import make_charts
+from newsmon.digest.mail import SendError, build_message, send_message, smtp_password
+from newsmon.digest.render import DigestFiles, render, save
+from newsmon.digest.report import DigestReport, gather
+from newsmon.digest.weeks import IsoWeek
+from newsmon.warehouse.db import open_writer
+from newsmon.warehouse.digest import (
+    DigestRecord,
+    digest_record,
+    record_render,
+    record_send_failure,
+    record_sent,
+)
+from newsmon.warehouse.runs import finish_run, start_run
+
+FLOW_NAME = "digest"
+# Waits before each retry of a failed send: a mail server restarting or greylisting us
+# (4xx "try again later") is usually back within minutes; a wrong password or a refused
+# address is not retried at all.
+SEND_RETRY_DELAYS_SECONDS = [30, 120, 300]
+
+
+class DigestNotSent(Exception):
+    """Sending failed after the retries; the digest's files were saved all the same."""
+
+
+@dataclass(frozen=True)
+class DigestOutcome:
+    week: str
+    articles: int
+    files: DigestFiles
+    sent_to: list[str]
+    not_sent_because: str | None  # None when it was sent
+
+
+@task(cache_policy=NO_CACHE)
+def read_week(config: Config, week: IsoWeek, run_id: str) -> tuple[DigestReport, DigestRecord | None]:
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        start_run(con, run_id, FLOW_NAME)
+        return gather(con, config, week), digest_record(con, str(week))
+
+
+@task(cache_policy=NO_CACHE)
+def render_and_save(config: Config, report: DigestReport) -> tuple[EmailMessage, DigestFiles]:
+    charts = {} if report.empty else make_charts(report)
+    rendered = render(report, charts, config.email.subject_prefix)
+    message = build_message(config.email, rendered, charts)
+    return message, save(config.digests_path, str(report.week), rendered, bytes(message))
+
+
+def _retry_if_transient(task, task_run, state) -> bool:  # noqa: ANN001  (Prefect's signature)
+    try:
+        state.result()
+    except SendError as exc:
+        return exc.transient
+    return False
+
+
+@task(cache_policy=NO_CACHE, retry_condition_fn=_retry_if_transient)
+def send_mail(settings: EmailSettings, message: EmailMessage) -> None:
+    send_message(settings, message, smtp_password(settings))
+
+
+@task(cache_policy=NO_CACHE)
+def record_outcome(
+    config: Config,
+    run_id: str,
+    report: DigestReport,
+    files: DigestFiles | None,
+    message_id: str | None,
+    error: str | None,
+) -> None:
+    week = str(report.week)
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        if files is not None:
+            record_render(con, week, run_id, report.total, files.as_strings())
+            if message_id is not None:
+                record_sent(con, week, message_id, config.email.to)
+            elif error is not None:
+                record_send_failure(con, week, error)
+        counts = {
+            "articles": report.total,
+            "feed_failures": len(report.feed_failures),
+            "sent": int(message_id is not None),
+        }
+        finish_run(con, run_id, "failed" if error else "completed", counts,
+                   [error] if error else [])
+
+
+def reason_not_to_send(
+    send: bool, force: bool, record: DigestRecord | None, recipients: list[str]
+) -> str | None:
+    if not send:
+        return "not sent (--no-send)"
+    if not recipients:
+        return "not sent: no recipients configured ([email] to = [...])"
+    if record is not None and record.sent_at is not None and not force:
+        return (
+            f"not sent: already sent {record.sent_at:%Y-%m-%d %H:%M %Z} to "
+            f"{', '.join(record.recipients)}; use --force to send it again"
+        )
+    return None
+
+
+@flow(name=FLOW_NAME)
+def digest_flow(
+    config_path: str | None = None,
+    week: str | None = None,
+    send: bool = True,
+    force: bool = False,
+) -> DigestOutcome:
+    """Render the digest for `week` (default: the last complete ISO week), save it, mail it."""
+    logger = get_run_logger()
+    config = load_config(Path(config_path) if config_path else None)
+    iso_week = IsoWeek.parse(week) if week else IsoWeek.last_complete(config.zone, datetime.now(UTC))
+    run_id = str(flow_run.id)
+
+    report, record = read_week(config, iso_week, run_id)
+    files = message_id = None
+    try:
+        message, files = render_and_save(config, report)
+        logger.info("Digest %s: %d articles, saved as %s", iso_week, report.total, files.html)
+        reason = reason_not_to_send(send, force, record, config.email.to)
+        if reason is None:
+            # Options applied here, not in the decorator, so the delays are read when it runs.
+            send_mail.with_options(
+                retries=len(SEND_RETRY_DELAYS_SECONDS),
+                retry_delay_seconds=SEND_RETRY_DELAYS_SECONDS,
+            )(config.email, message)
+            message_id = str(message["Message-ID"])
+            logger.info("Digest %s sent to %s", iso_week, ", ".join(config.email.to))
+    except SendError as exc:
+        error = f"digest {iso_week} was not sent: {exc}. It was saved as {files.html} (.txt, .eml)"
+        record_outcome(config, run_id, report, files, None, error)
+        raise DigestNotSent(error) from exc
+    except Exception as exc:
+        record_outcome(config, run_id, report, files, None, f"{type(exc).__name__}: {exc}")
+        raise
+    record_outcome(config, run_id, report, files, message_id, None)
+    return DigestOutcome(
+        week=str(iso_week),
+        articles=report.total,
+        files=files,
+        sent_to=list(config.email.to) if message_id else [],
+        not_sent_because=reason,
+    )

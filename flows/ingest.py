@@ -1,0 +1,249 @@
+"""The ingest flow: poll the feeds, download and extract new pages, store articles.
+
+Tasks work on batches (a chunk of feeds, a batch of pages), never on single articles: Prefect's
+per-task bookkeeping would otherwise cost more than the work. Downloads and extraction of the
+next batch overlap with storing the current one. All writes happen in the flow's own thread, on
+the one warehouse connection, one transaction per feed poll or page batch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+
+from newsmon import progress
+from newsmon.config import Config, load_config
+from newsmon.extract import ExtractionOutcome, ExtractorPool
+from newsmon.http import Fetcher, FetchLimits, FetchResult
+from newsmon.ingest import (
+    BatchOutcome,
+    FeedPoll,
+    FeedState,
+    KnownArticles,
+    PageJob,
+    conditional_headers,
+    page_jobs,
+    read_poll,
+    resolve_pages,
+)
+from newsmon.urls import normalize_url
+from newsmon.warehouse import ingest as store
+from newsmon.warehouse import open_writer
+from newsmon.warehouse.runs import finish_run, start_run
+
+FEEDS_PER_TASK = 25
+# No Prefect timeout_seconds on these tasks: they run in worker threads, where Prefect cannot
+# interrupt blocking I/O. Time is bounded where it can be enforced instead: every request has
+# a total deadline (newsmon.http) and every extraction a timeout that kills its worker.
+# Two page batches in flight: one downloading or extracting while the other is stored.
+BATCHES_IN_FLIGHT = 2
+
+
+@dataclass
+class IngestSummary:
+    feeds_ok: int = 0
+    feeds_unchanged: int = 0
+    feeds_failed: int = 0
+    feeds_skipped: int = 0
+    articles_new: int = 0
+    articles_updated: int = 0
+    articles_duplicate: int = 0
+    articles_failed: int = 0
+    articles_parked: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def feeds_read(self) -> int:
+        return self.feeds_ok + self.feeds_unchanged
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    summary: IngestSummary
+    feed_errors: dict[str, str]
+    page_errors: list[str]
+
+    def markdown(self) -> str:
+        s = self.summary
+        lines = [
+            "| | ok | unchanged | failed | skipped (backing off) |",
+            "|---|---:|---:|---:|---:|",
+            f"| **feeds** | {s.feeds_ok} | {s.feeds_unchanged} | {s.feeds_failed} "
+            f"| {s.feeds_skipped} |",
+            "",
+            "| | new | updated | duplicate | failed (will retry) | parked |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| **articles** | {s.articles_new} | {s.articles_updated} "
+            f"| {s.articles_duplicate} | {s.articles_failed} | {s.articles_parked} |",
+        ]
+        if self.feed_errors:
+            lines += ["", "**Feed errors**", ""]
+            lines += [f"- {url}: {error}" for url, error in self.feed_errors.items()]
+        return "\n".join(lines)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher,
+               full_fetch_every: int) -> list[FeedPoll]:
+    """Conditional GETs for a chunk of feeds, fetched concurrently, and their parsed entries."""
+    sent = [conditional_headers(state, full_fetch_every) for state in states]
+    results = fetcher.get_many([(s.feed_url, h) for s, h in zip(states, sent, strict=True)])
+    return [read_poll(s, h, r) for s, h, r in zip(states, sent, results, strict=True)]
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def download_and_extract(
+    jobs: Sequence[PageJob], fetcher: Fetcher, extractor: ExtractorPool
+) -> tuple[list[FetchResult], dict[str, ExtractionOutcome]]:
+    """Download a batch of pages (HTML only) and extract them in the worker processes."""
+    results = fetcher.get_many([(job.url, None) for job in jobs], html_only=True)
+    items = [
+        (job.normalized_url, result.content, result.final_url or job.url)
+        for job, result in zip(jobs, results, strict=True)
+        if result.ok and result.content is not None
+    ]
+    return results, {o.key: o for o in extractor.extract_many(items)}
+
+
+# No retries: a failed transaction was rolled back, and its pages are still pending for the
+# next run; retrying here could see the batch's own half-made decisions.
+@task(cache_policy=NO_CACHE)
+def store_pages(
+    con: duckdb.DuckDBPyConnection, jobs: Sequence[PageJob], results: Sequence[FetchResult],
+    extracted: dict[str, ExtractionOutcome], known: KnownArticles, config: Config, run_id: str,
+) -> BatchOutcome:
+    """Match the batch against stored articles, then write it in one transaction."""
+    now = _now()
+    store.add_known(
+        con, known,
+        urls=[normalize_url(r.final_url) for r in results if r.ok and r.final_url],
+        hashes=[o.page.content_hash for o in extracted.values() if o.page and o.page.content_hash],
+    )
+    ids = iter(store.next_article_ids(con, len(jobs)))
+    outcome = resolve_pages(jobs, results, extracted, known, ids, config.ingest, now)
+    requests = [
+        row for job, result in zip(jobs, results, strict=True)
+        for row in store.page_request_rows(job.url, result.final_url, result.requests)
+    ]
+    store.store_batch(con, outcome, requests, run_id, now)
+    return outcome
+
+
+def _poll_all(con: duckdb.DuckDBPyConnection, config: Config, run_id: str,
+              result: IngestResult) -> None:
+    logger = get_run_logger()
+    summary = result.summary
+    now = _now()
+    store.register_feeds(con, config.feeds, now)
+    due, waiting = store.feed_states(con, [f.url for f in config.feeds], now)
+    summary.feeds_skipped = len(waiting)
+    progress.start("feeds", len(due))
+    limits = FetchLimits.from_settings(config.fetch, config.fetch.max_feed_bytes)
+    with Fetcher(limits) as fetcher:
+        futures = [poll_feeds.submit(chunk, fetcher, config.fetch.full_fetch_every)
+                   for chunk in _chunks(due, FEEDS_PER_TASK)]
+        states = {state.feed_url: state for state in due}
+        for future in futures:
+            for poll in future.result():
+                counts = store.record_poll(con, poll, states[poll.feed_url], run_id, _now(),
+                                           config.fetch.max_backoff_hours)
+                if poll.outcome == "failed":
+                    summary.feeds_failed += 1
+                    result.feed_errors[poll.feed_url] = poll.error or "failed"
+                    logger.warning("feed %s failed: %s", poll.feed_url, poll.error)
+                elif poll.outcome == "unchanged":
+                    summary.feeds_unchanged += 1
+                else:
+                    summary.feeds_ok += 1
+                    if poll.error:
+                        logger.warning("feed %s: %s", poll.feed_url, poll.error)
+                summary.articles_duplicate += counts.linked_entries
+                progress.advance("feeds")
+
+
+def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, run_id: str,
+                     result: IngestResult) -> None:
+    summary = result.summary
+    jobs = page_jobs(store.pending_entries(con, _now()))
+    progress.start("articles", len(jobs))
+    if not jobs:
+        return
+    known = store.load_known(con)
+    limits = FetchLimits.from_settings(config.fetch, config.fetch.max_page_bytes)
+    extract = config.extract
+    with (
+        Fetcher(limits) as fetcher,
+        ExtractorPool(extract.workers, extract.pages_per_worker, extract.timeout_seconds,
+                      extract.max_input_bytes) as extractor,
+    ):
+        in_flight: deque[tuple[Sequence[PageJob], PrefectFuture]] = deque()
+
+        def store_oldest() -> None:
+            batch, future = in_flight.popleft()
+            results, extracted = future.result()
+            outcome = store_pages(con, batch, results, extracted, known, config, run_id)
+            summary.articles_new += len(outcome.new_articles)
+            summary.articles_updated += len(outcome.updated_articles)
+            summary.articles_duplicate += outcome.duplicates
+            summary.articles_failed += outcome.failed
+            summary.articles_parked += outcome.parked
+            result.page_errors.extend(outcome.errors)
+            progress.advance("articles", len(batch))
+
+        for batch in _chunks(jobs, config.ingest.batch_size):
+            in_flight.append((batch, download_and_extract.submit(batch, fetcher, extractor)))
+            if len(in_flight) >= BATCHES_IN_FLIGHT:
+                store_oldest()
+        while in_flight:
+            store_oldest()
+
+
+def run_ingest(config: Config, run_id: str) -> IngestResult:
+    """One ingest run against the configured warehouse; callable from any flow."""
+    result = IngestResult(run_id, IngestSummary(), {}, [])
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        start_run(con, run_id, "ingest")
+        try:
+            _poll_all(con, config, run_id, result)
+            _store_all_pages(con, config, run_id, result)
+        except BaseException as exc:
+            finish_run(con, run_id, "failed", result.summary.counts(),
+                       [*result.feed_errors.values(), f"run failed: {exc!r}"])
+            raise
+        errors = [f"{url}: {error}" for url, error in result.feed_errors.items()]
+        finish_run(con, run_id, "completed", result.summary.counts(),
+                   errors + result.page_errors)
+    return result
+
+
+@flow(name="ingest", log_prints=True)
+def ingest_flow(config_path: str | None = None) -> IngestResult:
+    """Poll every configured feed and store each new article in the warehouse."""
+    config = load_config(Path(config_path) if config_path else None)
+    result = run_ingest(config, str(flow_run.id or f"local-{_now():%Y%m%dT%H%M%S}"))
+    create_markdown_artifact(
+        key="ingest-summary", markdown=result.markdown(), description="newsmon ingest run"
+    )
+    return result

@@ -1,0 +1,270 @@
+"""Main text and metadata of article pages, extracted with trafilatura in worker processes.
+
+trafilatura is not thread-safe (segfaults reported in threads), has no timeout of its own and grows
+in memory over many pages, so it never runs in the flow's process: ``ExtractorPool`` runs
+``extract_page`` in a pebble process pool whose workers are killed when a page takes too long and
+replaced after ``pages_per_worker`` pages. Every failure becomes an ``ExtractionOutcome`` with a
+reason, so one bad page costs that page only.
+
+trafilatura is imported inside the functions that run in workers, not at the top of this module:
+the flow's process imports this module for ``ExtractorPool`` and never needs trafilatura itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from types import TracebackType
+
+from pebble import ProcessExpired, ProcessFuture, ProcessPool
+
+from newsmon.fingerprint import content_hash, simhash
+
+# The <html> start tag follows at most a doctype and a few comments; scanning further for its
+# lang attribute would only cost time on pages that have none.
+_LANG_SCAN_BYTES = 64 * 1024
+_HTML_LANG = re.compile(rb"<html\b[^>]*?[\s:]lang\s*=\s*[\"']?\s*([a-z]{2,3})(?![a-z])", re.I)
+# Page used by ``warm_up``: long enough that trafilatura runs its whole pipeline once.
+_WARM_UP_PAGE = (
+    b"<html lang='en'><head><title>Warm-up</title></head><body><article>"
+    + b"<p>Workers extract this page once so that the first real batch starts warm.</p>" * 5
+    + b"</article></body></html>"
+)
+
+
+@dataclass(frozen=True)
+class ExtractedPage:
+    """What one page yielded; hash fields are None when trafilatura found no main text."""
+
+    url: str
+    text: str
+    title: str | None
+    author: str | None
+    # ISO date ('YYYY-MM-DD', trafilatura's htmldate format) as found in the page's metadata.
+    published: str | None
+    site: str | None
+    # Primary language subtag of <html lang> ('en' for 'en-GB'); trafilatura itself reports a
+    # language only when asked to filter by one, which the pipeline does not do.
+    language: str | None
+    description: str | None
+    word_count: int
+    content_hash: str | None
+    simhash: int | None
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class ExtractionOutcome:
+    """One item's result: a page, or the reason there is none (timeout, crash, dead worker)."""
+
+    key: str
+    page: ExtractedPage | None
+    error: str | None
+    # True when the pool failed rather than the page (pebble gives up a whole batch when a
+    # worker dies while idle): the page itself may well extract on the next try. Timeouts,
+    # crashes and workers that died on the page are False, as the same bytes would fail again.
+    retryable: bool = False
+
+
+def _cut(content: bytes, max_bytes: int) -> bytes:
+    """The first ``max_bytes`` bytes, minus a UTF-8 character the cut split in two.
+
+    trafilatura decodes input as UTF-8 when it can and otherwise guesses the charset from the
+    bytes; a half character at the end makes the UTF-8 decode fail and the guess garbles every
+    non-ASCII letter of the page. At most three bytes are dropped, so a page in a single-byte
+    charset loses nothing that matters either.
+    """
+    cut = content[:max_bytes]
+    for back in range(1, min(4, len(cut)) + 1):
+        byte = cut[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: the last character starts here
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return cut[:-back] if byte >= 0xC0 and back < length else cut
+    return cut
+
+
+def _html_lang(content: bytes) -> str | None:
+    """Primary language subtag from the <html lang> attribute, lower-cased; None if absent."""
+    match = _HTML_LANG.search(content, 0, _LANG_SCAN_BYTES)
+    return match.group(1).decode("ascii").lower() if match else None
+
+
+def extract_page(content: bytes, url: str, max_input_bytes: int) -> ExtractedPage:
+    """Extract main text and metadata from raw page bytes; runs inside a pool worker.
+
+    The bytes go to trafilatura undecoded: it decodes valid UTF-8 as UTF-8 whatever the page
+    declares and guesses the charset of anything else, which is right far more often than
+    trusting a charset that servers and templates often get wrong. Input is cut to
+    ``max_input_bytes`` first because extraction time and memory grow with page size. Comments
+    are left out: they are readers' text, not the outlet's. The hashes are computed here so
+    that the flow's process does no per-page text work.
+    """
+    from trafilatura import bare_extraction  # imported here: see the module docstring
+
+    truncated = len(content) > max_input_bytes
+    if truncated:
+        content = _cut(content, max_input_bytes)
+    document = bare_extraction(content, url=url, with_metadata=True, include_comments=False)
+    text = (document.text or "").strip() if document is not None else ""
+
+    def field(name: str) -> str | None:
+        value = getattr(document, name, None)
+        return value or None
+
+    return ExtractedPage(
+        url=url,
+        text=text,
+        title=field("title"),
+        author=field("author"),
+        published=field("date"),
+        site=field("sitename"),
+        language=_html_lang(content),
+        description=field("description"),
+        word_count=len(text.split()),
+        content_hash=content_hash(text) if text else None,
+        simhash=simhash(text) if text else None,
+        truncated=truncated,
+    )
+
+
+def _init_worker() -> None:
+    """Run once in each new worker: silence trafilatura's logging and import it ahead of pages.
+
+    trafilatura logs a warning for every page it discards; from a worker those lines reach the
+    flow's stderr without saying which page they concern, while the outcome already says it.
+    """
+    logging.disable(logging.ERROR)
+    import trafilatura  # noqa: F401 -- imported for its import cost, before the first page
+
+
+def _mp_context() -> BaseContext:
+    """A start method that does not fork the flow's process.
+
+    The flow runs Prefect's threads, and forking a threaded process can copy a lock held by
+    another thread into the child, which then deadlocks. A forkserver is a fresh single-threaded
+    process that forks the workers; preloading trafilatura there makes each worker, including
+    every recycled one, start with it imported. Spawn is the fallback where there is no
+    forkserver (Windows).
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["trafilatura", __name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class ExtractorPool:
+    """Context manager around a pebble process pool that runs ``extract_page``.
+
+    Each page is a task with its own timeout: a worker past it is killed and replaced, and the
+    other pages of the batch carry on. Workers are replaced after ``pages_per_worker`` pages to
+    return the memory trafilatura accumulates. Several threads may call ``extract_many`` at once
+    (the flow overlaps batches); their pages share the same workers.
+    """
+
+    def __init__(
+        self,
+        workers: int | None,
+        pages_per_worker: int,
+        timeout_seconds: float,
+        max_input_bytes: int,
+    ) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.pages_per_worker = pages_per_worker
+        self.timeout_seconds = timeout_seconds
+        self.max_input_bytes = max_input_bytes
+        self._closed = False
+        # Guards replacing the pool, so that concurrent batches never build two.
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPool:
+        return ProcessPool(
+            max_workers=self.workers,
+            max_tasks=self.pages_per_worker,
+            initializer=_init_worker,
+            context=_mp_context(),
+        )
+
+    def __enter__(self) -> ExtractorPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers at once; nothing is pending, since extract_many waits for every page."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._pool.stop()
+            self._pool.join()
+
+    def _ensure_pool(self) -> None:
+        """Replace a broken pool (pebble gives up when a worker dies while idle) with a new one."""
+        if self._closed:
+            raise RuntimeError("ExtractorPool is closed")
+        if not self._pool.active:
+            self._pool.stop()
+            self._pool.join()
+            self._pool = self._new_pool()
+
+    def _schedule(self, content: bytes, url: str) -> ProcessFuture:
+        try:
+            return self._pool.schedule(
+                extract_page,
+                args=(content, url, self.max_input_bytes),
+                timeout=self.timeout_seconds,
+            )
+        except RuntimeError as error:  # the pool broke while this batch was being scheduled
+            future: ProcessFuture = ProcessFuture()
+            future.set_exception(BrokenProcessPool(str(error)))
+            return future
+
+    def _outcome(self, key: str, future: ProcessFuture) -> ExtractionOutcome:
+        """Turn a finished task into an outcome; every failure becomes a reason string."""
+        try:
+            return ExtractionOutcome(key=key, page=future.result(), error=None)
+        except TimeoutError:
+            error = f"extraction timed out after {self.timeout_seconds:g} s (worker killed)"
+        except ProcessExpired as expired:
+            error = f"worker died (exit code {expired.exitcode})"
+        except BrokenProcessPool as broken:
+            return ExtractionOutcome(
+                key=key, page=None, error=f"extraction pool failed: {broken}", retryable=True
+            )
+        except Exception as exc:
+            error = f"extraction crashed: {type(exc).__name__}: {exc}"
+        return ExtractionOutcome(key=key, page=None, error=error)
+
+    def extract_many(self, items: Sequence[tuple[str, bytes, str]]) -> list[ExtractionOutcome]:
+        """Extract ``(key, content, url)`` items; outcomes come back in the same order.
+
+        All items are queued at once so every worker stays busy; a page that times out or kills
+        its worker fails alone. Raises only when called after ``close``.
+        """
+        with self._lock:
+            self._ensure_pool()
+            futures = [self._schedule(content, url) for _, content, url in items]
+        return [
+            self._outcome(key, future) for (key, _, _), future in zip(items, futures, strict=True)
+        ]
+
+    def warm_up(self) -> None:
+        """Start the workers and have them extract a small page, so the first batch runs warm."""
+        self.extract_many(
+            [(str(n), _WARM_UP_PAGE, "https://example.invalid/") for n in range(self.workers)]
+        )

@@ -1,0 +1,396 @@
+"""The weekly digest end to end: a real warehouse file, a real SMTP server on loopback."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+from typer.testing import CliRunner
+
+from newsmon.cli import app
+from newsmon.config import load_config
+from newsmon.digest.report import gather
+from newsmon.digest.weeks import IsoWeek
+from newsmon.warehouse.db import open_reader, open_writer
+
+WEEK = "2026-W47"  # Monday 16 to Sunday 22 November 2026
+HOSTILE_TITLE = '<script>alert("pwned")</script> Kim & Moon <b>meet</b>'
+RECIPIENTS = ["analyst@example.org", "desk@example.org"]
+
+CONFIG = """
+timezone = "Europe/London"
+
+[warehouse]
+path = "warehouse/newsmon.duckdb"
+
+[email]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+from = "newsmon@example.org"
+to = {to}
+subject_prefix = "[newsmon]"
+
+[[topics]]
+id = "dprk"
+name = "US-North Korea diplomacy"
+target = "Summit diplomacy between the United States and North Korea"
+
+[[topics]]
+id = "tariffs"
+name = "Trade tariffs"
+target = "Tariffs between the US and its trading partners"
+"""
+
+
+@dataclass
+class Recorder:
+    """An aiosmtpd handler that keeps what it received and can refuse the first attempts."""
+
+    refuse_first: int = 0
+    refusal: str = "451 4.3.0 Try again later"
+    attempts: int = 0
+    received: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: object, session: Session, envelope: Envelope) -> str:
+        self.attempts += 1
+        if self.attempts <= self.refuse_first:
+            return self.refusal
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.received.append(message)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Recorder, int]]:
+    recorder = Recorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield recorder, port
+    finally:
+        controller.stop()
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=UTC)
+
+
+# (id, title, url, site, published, simhash, topic, topic conf., stance, stance conf.);
+# topic None: no prediction from the current model.
+ARTICLES = [
+    # One story, three outlets: one item in the digest.
+    (1, "Trump and Kim agree to meet in Hanoi for second summit",
+     "https://nknews.example/hanoi-summit", "NK News", at(17, 9), 0x0F0F0F0F0F0F0F0F,
+     "dprk", 0.97, "favor", 0.81),
+    (2, "Kim and Trump to hold second summit in Hanoi, officials say",
+     "https://wire.example/kim-trump-hanoi", "Wire", at(17, 15), 0x1234,
+     "dprk", 0.93, "neutral", 0.66),
+    (3, "Hanoi summit: Trump and Kim agree to meet again",
+     "https://daily.example/hanoi", "Daily", at(18, 8), 0xFFFF0000,
+     "dprk", 0.91, "against", 0.72),
+    (4, HOSTILE_TITLE, "javascript:alert(1)", "Evil <i>Outlet</i>", at(19), 0xAAAA,
+     "dprk", 0.41, None, None),
+    (5, "Sanctions relief remains the sticking point in nuclear talks",
+     "https://daily.example/sanctions", "Daily", at(20), 0xBBBB0000BBBB,
+     "dprk", 0.88, "against", 0.58),
+    (6, "Steel tariffs raised to 40 percent on imports from Europe",
+     "https://wire.example/steel", "Wire", at(18), 0xC0FFEE,
+     "tariffs", 0.95, "against", 0.9),
+    (7, "Football results from the weekend", "https://sport.example/results", "Sport",
+     at(22), 0xD00D, "none", 0.99, None, None),
+    (8, "Unclassified piece on weather", "https://wx.example/rain", None, at(21), 0xE0E0,
+     None, None, None, None),
+    # The week before: two on the topic, for the changes.
+    (20, "Pyongyang test-fires missile ahead of talks", "https://nknews.example/missile",
+     "NK News", at(10), 0x1111, "dprk", 0.9, "against", 0.8),
+    (21, "Envoys meet in Stockholm", "https://wire.example/stockholm", "Wire", at(11), 0x2222,
+     "dprk", 0.9, "favor", 0.7),
+]
+LEDE_TEXT = (
+    "Skip to content\nTrump and Kim agree to meet in Hanoi for second summit\n"
+    "U.S. President Donald Trump and North Korean leader Kim Jong Un will meet in Hanoi later "
+    "this month, officials in both capitals said on Tuesday. It will be their second summit in "
+    "less than a year. Analysts were cautious about what the meeting could achieve."
+)
+
+
+def build_warehouse(database: Path) -> None:
+    """A warehouse with the rows ingest and the classifier would have written."""
+    with open_writer(database) as con:
+        for (article_id, title, url, site, published, simhash, topic, topic_conf, stance,
+             stance_conf) in ARTICLES:
+            text = LEDE_TEXT if article_id == 1 else f"{title}. " * 5
+            con.execute(
+                "INSERT INTO articles (article_id, canonical_url, title, published_at, "
+                "first_seen_at, fetched_at, site, text, word_count, content_hash, simhash, "
+                "extraction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 100, ?, ?, 'trafilatura')",
+                [article_id, url, title, published, published, published, site, text,
+                 f"hash{article_id}", simhash],
+            )
+            if topic is not None:
+                con.execute(
+                    "INSERT INTO predictions VALUES (?, 'm2', ?, ?, ?, ?, ?, NULL)",
+                    [article_id, published, topic, topic_conf, stance, stance_conf],
+                )
+        # A prediction by a retired model does not count: article 8 stays unclassified.
+        con.execute("INSERT INTO predictions VALUES (8, 'm1', now(), 'dprk', 0.9, 'favor', 0.9, NULL)")
+        con.execute(
+            "INSERT INTO model_versions VALUES "
+            "('m1', '2026-10-01', false, 'models/m1', 'x', 0.5, 0.4, '{}'), "
+            "('m2', '2026-11-10 09:00+00', true, 'models/m2', 'y', 0.812, 0.643, '{}')"
+        )
+        con.execute(
+            "INSERT INTO feeds (feed_url, name, added_at) VALUES "
+            "('https://ok.example/feed', 'Good Feed', now()), "
+            "('https://bad.example/feed', 'Flaky Feed', now())"
+        )
+        con.execute(
+            "INSERT INTO fetch_log (requested_at, kind, url, status_code, error) VALUES "
+            "('2026-11-16 10:00+00', 'feed', 'https://ok.example/feed', 200, NULL), "
+            "('2026-11-16 10:00+00', 'feed', 'https://bad.example/feed', 503, NULL), "
+            "('2026-11-18 10:00+00', 'feed', 'https://bad.example/feed', NULL, 'timed out'), "
+            "('2026-11-19 10:00+00', 'feed', 'https://bad.example/feed', 200, NULL), "
+            # Outside the week: not reported.
+            "('2026-11-09 10:00+00', 'feed', 'https://ok.example/feed', 500, NULL)"
+        )
+
+
+@pytest.fixture
+def project(tmp_path: Path, write_config, smtp) -> tuple[Path, Recorder]:
+    recorder, port = smtp
+    path = write_config(CONFIG.format(port=port, to='["' + '", "'.join(RECIPIENTS) + '"]'))
+    build_warehouse(load_config(path).warehouse_path)
+    return path, recorder
+
+
+def parts(message: EmailMessage) -> list[str]:
+    return [part.get_content_type() for part in message.walk()]
+
+
+def test_gather_counts_the_week_and_the_one_before(project: tuple[Path, Recorder]) -> None:
+    config = load_config(project[0])
+    with open_reader(config.warehouse_path) as con:
+        report = gather(con, config, IsoWeek.parse(WEEK))
+
+    assert (report.total, report.previous_total) == (8, 2)
+    assert (report.off_topic, report.unclassified) == (1, 1)
+    dprk, tariffs = report.topics
+    assert (dprk.count, dprk.previous_count, tariffs.count) == (5, 2, 1)
+    shares = {row.stance: (row.count, row.previous_share) for row in dprk.stances}
+    assert shares == {"favor": (1, 0.5), "against": (2, 0.5), "neutral": (1, 0.0), None: (1, 0.0)}
+    assert [s.stance for s in dprk.stances][-1] is None  # unknown comes last
+    # The three reports of the Hanoi summit are one story, listed first, led by the earliest.
+    top = dprk.stories[0]
+    assert [a.article_id for a in top.articles] == [1, 2, 3]
+    assert top.outlets == ["NK News", "Wire", "Daily"]
+    assert top.lede.startswith("U.S. President Donald Trump and North Korean leader")
+    assert top.lede.endswith("second summit in less than a year.")
+    assert len(dprk.stories) == 3
+    assert dprk.outlets[0] == ("Daily", 2)
+    assert dprk.needs_review[0].article_id == 4  # no stance and 0.41 topic confidence
+    assert [(f.name, f.failures, f.attempts, f.still_failing) for f in report.feed_failures] == [
+        ("Flaky Feed", 2, 3, False)
+    ]
+    assert report.feeds_fetched == 2
+    assert report.model is not None and report.model.version == "m2"
+    assert sum(report.daily["US-North Korea diplomacy"]) == 5
+    assert report.daily["Unclassified"][5] == 1  # Saturday 21 November
+
+
+def test_flow_mails_once_then_only_with_force(
+    project: tuple[Path, Recorder], prefect_harness: None
+) -> None:
+    from newsmon.flows.digest import digest_flow
+
+    config_path, recorder = project
+    config = load_config(config_path)
+    outcome = digest_flow(config_path=str(config_path), week=WEEK)
+
+    assert outcome.sent_to == RECIPIENTS
+    assert len(recorder.received) == 1
+    message = recorder.received[0]
+    assert recorder.envelopes[0] == ("newsmon@example.org", RECIPIENTS)
+    assert message["Subject"] == "[newsmon] Weekly digest 2026-W47: 8 articles"
+    assert message["From"] == "newsmon@example.org"
+    assert message["To"] == ", ".join(RECIPIENTS)
+    # text first, then the HTML with its images in one multipart/related
+    assert parts(message) == [
+        "multipart/alternative",
+        "text/plain",
+        "multipart/related",
+        "text/html",
+        "image/png",
+        "image/png",
+        "image/png",
+    ]
+    text_part, related = message.get_payload()
+    html_part, *images = related.get_payload()
+    html = html_part.get_content()
+    for image in images:
+        assert image.get_content().startswith(b"\x89PNG")
+        cid = image["Content-ID"].strip("<>")
+        assert f'src="cid:{cid}"' in html
+    assert len(re.findall(r'<img [^>]*alt="[^"]{40,}"', html)) == 3
+    # Article-supplied markup arrives as text; the hostile link goes nowhere.
+    assert "<script" not in html and "<b>meet" not in html and "<i>Outlet" not in html
+    assert "&lt;script&gt;alert(" in html
+    assert "javascript:" not in html
+    assert "<style" not in html and 'style="' in html  # CSS inlined for mail clients
+    text = text_part.get_content().replace("\r\n", "\n")  # SMTP carries CRLF line ends
+    assert HOSTILE_TITLE in text  # plain text needs no escaping
+    assert "Trump and Kim agree to meet in Hanoi for second summit" in text
+    assert "Also Wire, Tue 17 Nov, neutral (0.66):\n      https://wire.example/kim-trump-hanoi" in text
+    assert "Flaky Feed: failed 2 of 3 fetches, recovered" in text
+    assert "Model m2, trained Tue 10 Nov: topic macro-F1 0.81, stance macro-F1 0.64." in text
+    assert "newsmon label" in text
+    assert all(len(line) <= 76 or "://" in line for line in text.splitlines())
+
+    folder = config.digests_path
+    saved = email.message_from_bytes(
+        (folder / f"{WEEK}.eml").read_bytes(), policy=email.policy.default
+    )
+    assert saved["Message-ID"] == message["Message-ID"] and parts(saved) == parts(message)
+    saved_html = (folder / f"{WEEK}.html").read_text(encoding="utf-8")
+    assert saved_html.count('src="data:image/png;base64,') == 3 and "cid:" not in saved_html
+    assert (folder / f"{WEEK}.txt").read_text(encoding="utf-8") == text
+
+    again = digest_flow(config_path=str(config_path), week=WEEK)
+    assert len(recorder.received) == 1
+    assert again.sent_to == [] and "already sent" in again.not_sent_because
+
+    digest_flow(config_path=str(config_path), week=WEEK, force=True)
+    assert len(recorder.received) == 2
+
+    with open_reader(config.warehouse_path) as con:
+        assert con.execute("SELECT send_count, last_error FROM digests").fetchall() == [(2, None)]
+        runs = con.execute(
+            "SELECT status, counts->>'sent' FROM runs WHERE flow = 'digest' ORDER BY started_at"
+        ).fetchall()
+    assert runs == [("completed", "1"), ("completed", "0"), ("completed", "1")]
+
+
+def test_transient_refusals_are_retried(
+    project: tuple[Path, Recorder], prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import newsmon.flows.digest as digest_module
+
+    monkeypatch.setattr(digest_module, "SEND_RETRY_DELAYS_SECONDS", [0, 0, 0])
+    config_path, recorder = project
+    recorder.refuse_first = 2
+
+    outcome = digest_module.digest_flow(config_path=str(config_path), week=WEEK)
+
+    assert recorder.attempts == 3 and len(recorder.received) == 1
+    assert outcome.sent_to == RECIPIENTS
+
+
+def test_permanent_failure_is_reported_and_the_digest_kept(
+    project: tuple[Path, Recorder], prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import newsmon.flows.digest as digest_module
+
+    monkeypatch.setattr(digest_module, "SEND_RETRY_DELAYS_SECONDS", [0, 0, 0])
+    config_path, recorder = project
+    recorder.refuse_first, recorder.refusal = 99, "554 5.7.1 Message rejected as spam"
+
+    result = CliRunner().invoke(app, ["--config", str(config_path), "digest", "--week", WEEK])
+
+    assert result.exit_code == 1
+    assert recorder.attempts == 1  # a 5xx reply will not change: no retry
+    assert "digest 2026-W47 was not sent" in result.stderr
+    assert "554" in result.stderr and "Message rejected as spam" in result.stderr
+    config = load_config(config_path)
+    for suffix in ("html", "txt", "eml"):
+        assert (config.digests_path / f"{WEEK}.{suffix}").stat().st_size > 1000
+    with open_reader(config.warehouse_path) as con:
+        sent_at, error = con.execute("SELECT sent_at, last_error FROM digests").fetchone()
+        status = con.execute("SELECT status FROM runs WHERE flow = 'digest'").fetchone()
+    assert sent_at is None and "554" in error
+    assert status == ("failed",)
+
+
+def test_unreachable_server_is_retried_then_reported(
+    tmp_path: Path, write_config, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import newsmon.flows.digest as digest_module
+
+    monkeypatch.setattr(digest_module, "SEND_RETRY_DELAYS_SECONDS", [0, 0])
+    monkeypatch.setenv("NEWSMON_SMTP_PASSWORD", "s3cret-Pa55")
+    config_path = write_config(
+        CONFIG.format(port=free_port(), to='["a@example.org"]').replace(
+            'security = "none"', 'security = "none"\nusername = "newsmon"'
+        )
+    )
+    build_warehouse(load_config(config_path).warehouse_path)
+    attempts = []
+    original = digest_module.send_message
+    monkeypatch.setattr(digest_module, "send_message", lambda *a: attempts.append(1) or original(*a))
+
+    result = CliRunner().invoke(app, ["--config", str(config_path), "digest", "--week", WEEK])
+
+    assert result.exit_code == 1
+    assert len(attempts) == 3
+    assert "ConnectionRefusedError" in result.stderr
+    assert "s3cret-Pa55" not in result.output + result.stderr
+    assert (tmp_path / "warehouse" / "digests" / f"{WEEK}.eml").exists()
+
+
+def test_command_renders_without_sending_and_says_where(
+    project: tuple[Path, Recorder], prefect_harness: None
+) -> None:
+    config_path, recorder = project
+
+    result = CliRunner().invoke(
+        app, ["--config", str(config_path), "digest", "--week", WEEK, "--no-send"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Digest 2026-W47: 8 articles" in result.stdout
+    assert "not sent (--no-send)" in result.stdout
+    assert recorder.attempts == 0
+    assert (config_path.parent / "warehouse" / "digests" / f"{WEEK}.html").exists()
+
+
+def test_empty_week_says_so(project: tuple[Path, Recorder], prefect_harness: None) -> None:
+    from newsmon.flows.digest import digest_flow
+
+    config_path, recorder = project
+    digest_flow(config_path=str(config_path), week="2026-W30")
+
+    message = recorder.received[0]
+    assert message["Subject"] == "[newsmon] Weekly digest 2026-W30: no articles"
+    assert "image/png" not in parts(message)
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "NO ARTICLES THIS WEEK" in text
+    assert "Top stories" not in text
+    assert "No articles this week" in message.get_body(("html",)).get_content()
+
+
+def test_bad_week_is_refused_before_any_work(write_config) -> None:
+    config_path = write_config(CONFIG.format(port=25, to="[]"))
+
+    result = CliRunner().invoke(app, ["--config", str(config_path), "digest", "--week", "2026-47"])
+
+    assert result.exit_code == 2
+    assert "expected the form 2026-W47" in result.stderr
+    assert not (config_path.parent / "warehouse").exists()

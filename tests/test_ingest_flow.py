@@ -1,0 +1,188 @@
+"""The ingest flow end to end: real HTTP on 127.0.0.1, real Prefect runs, real DuckDB files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from werkzeug import Request, Response
+
+from newsmon.flows.ingest import ingest_flow
+from tests.fakesite import Item, Site, article_page, article_text, atom, rss10, rss20
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def config_text(site: Site, feeds: list[str], **fetch) -> str:
+    settings = {"allow_private_addresses": "true", "retries": "1", "backoff_seconds": "0.01",
+                "timeout_seconds": "2", "deadline_seconds": "3", **fetch}
+    lines = ["[warehouse]", 'path = "wh/newsmon.duckdb"', "[fetch]"]
+    lines += [f"{key} = {value}" for key, value in settings.items()]
+    lines += ["[extract]", "workers = 2", "[ingest]", "batch_size = 4"]
+    for path in feeds:
+        lines += ["[[feeds]]", f'url = "{site.url(path)}"']
+    return "\n".join(lines) + "\n"
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def story(site: Site, path: str, seed: int, title: str) -> list[str]:
+    paragraphs = article_text(seed)
+    site.page(path, article_page(title, paragraphs))
+    return paragraphs
+
+
+def healthy_site(site: Site) -> None:
+    """Three feed formats, gzip, and the same story reached three ways."""
+    for n in range(1, 6):
+        story(site, f"/news/{n}.html", n, f"Story {n}")
+    site.feed("/rss20.xml", rss20("RSS two", [
+        Item("Story 1", site.url("/news/1.html"), "g1"),
+        Item("Story 2", site.url("/news/2.html"), "g2"),
+    ]))
+    # Same story 1 again, its link differing only by tracking parameters.
+    site.feed("/atom.xml", atom("Atom", [
+        Item("Story 3", "news/3.html", "a3"),
+        Item("Story 1 (shared)", "news/1.html?utm_source=atom&utm_medium=feed", "a1"),
+    ], base=site.url("/")))
+    site.feed("/rss10.xml", rss10("RSS one", [Item("Story 4", site.url("/news/4.html"))]))
+    site.feed("/gzip.xml", rss20("Gzipped", [Item("Story 5", site.url("/news/5.html"), "z5")]),
+              gzipped=True)
+
+
+HEALTHY_FEEDS = ["/rss20.xml", "/atom.xml", "/rss10.xml", "/gzip.xml"]
+
+
+def test_second_run_is_conditional_and_stores_nothing(site, write_config, tmp_path):
+    healthy_site(site)
+    config = write_config(config_text(site, HEALTHY_FEEDS))
+    warehouse = tmp_path / "wh" / "newsmon.duckdb"
+
+    first = ingest_flow(str(config))
+    assert first.summary.feeds_ok == 4
+    assert first.summary.articles_new == 5
+    assert first.summary.articles_duplicate == 1  # story 1 via the atom feed's tracking link
+    assert query(warehouse, "SELECT count(*) FROM articles") == [(5,)]
+    assert len(site.requests("/news/1.html")) == 1  # fetched once although linked twice
+
+    site.clear_log()
+    articles_before = query(warehouse, "SELECT * FROM articles ORDER BY article_id")
+    second = ingest_flow(str(config))
+
+    log = site.requests()
+    assert sorted(r.path for r in log) == sorted(HEALTHY_FEEDS)
+    assert all(r.headers.get("If-None-Match") for r in log)
+    assert all(r.headers.get("If-Modified-Since") for r in log)
+    assert [status for _, response in site.server.log for status in [response.status_code]] == [
+        304] * 4
+    assert second.summary.feeds_unchanged == 4
+    assert second.summary.articles_new == 0
+    assert query(warehouse, "SELECT * FROM articles ORDER BY article_id") == articles_before
+    assert query(warehouse, "SELECT status, count(*) FROM runs GROUP BY ALL") == [("completed", 2)]
+
+
+def test_edited_entry_updates_its_article_and_keeps_first_seen(site, write_config, tmp_path):
+    healthy_site(site)
+    config = write_config(config_text(site, ["/rss20.xml"]))
+    warehouse = tmp_path / "wh" / "newsmon.duckdb"
+    ingest_flow(str(config))
+    (first_seen,) = query(warehouse, "SELECT first_seen_at FROM articles WHERE title = 'Story 2'")
+
+    new_text = article_text(99)
+    site.page("/news/2.html", article_page("Story 2, corrected", new_text))
+    site.feed("/rss20.xml", rss20("RSS two", [
+        Item("Story 1", site.url("/news/1.html"), "g1"),
+        Item("Story 2, corrected", site.url("/news/2.html"), "g2"),
+    ]))
+    result = ingest_flow(str(config))
+
+    assert result.summary.articles_updated == 1
+    assert result.summary.articles_new == 0
+    rows = query(warehouse, "SELECT title, first_seen_at, updated_at IS NOT NULL, text "
+                            "FROM articles WHERE canonical_url LIKE '%/news/2.html'")
+    assert len(rows) == 1
+    title, seen, updated, text = rows[0]
+    assert (title, seen, updated) == ("Story 2, corrected", first_seen[0], True)
+    assert new_text[0][:40] in text
+    assert query(warehouse, "SELECT count(*) FROM articles") == [(2,)]
+
+
+def drip(request: Request) -> Response:
+    def body():
+        yield b"<html><body><p>"
+        for _ in range(200):
+            time.sleep(0.1)
+            yield b"x"
+
+    return Response(body(), content_type="text/html")
+
+
+def test_broken_feeds_and_pages_are_recorded_and_do_not_stop_the_run(site, write_config,
+                                                                       tmp_path):
+    healthy_site(site)
+    copied = article_text(1)  # story 1's text, published again under another URL
+    site.page("/copy/story-one.html", article_page("Story one, syndicated", copied,
+                                                   site="Other Outlet"))
+    site.page("/binary.html", bytes(range(256)) * 64)
+    site.routes["/binary.html"] = lambda r: Response(bytes(range(256)) * 64,
+                                                     content_type="application/octet-stream")
+    site.routes["/slow.html"] = drip
+    site.page("/huge.html", article_page("Huge", article_text(7) * 2000))
+    site.feed("/troubled.xml", rss20("Troubled", [
+        Item("Binary", site.url("/binary.html"), "t1"),
+        Item("Slow", site.url("/slow.html"), "t2"),
+        Item("Huge", site.url("/huge.html"), "t3"),
+        Item("Gone", site.url("/gone.html"), "t4"),
+        Item("Copy", site.url("/copy/story-one.html"), "t5"),
+    ]))
+    site.feed("/bozo.xml", b'<rss version="2.0"><channel><title>Bozo</title><item>'
+              b"<title>Story 4 &nbsp; again</title><link>" + site.url("/news/4.html").encode()
+              + b"</link></item>")
+    site.routes["/error.xml"] = lambda r: Response("boom", status=500)
+    site.routes["/loop-a.xml"] = lambda r: Response(status=302, headers={"Location": "/loop-b.xml"})
+    site.routes["/loop-b.xml"] = lambda r: Response(status=302, headers={"Location": "/loop-a.xml"})
+    site.routes["/empty.xml"] = lambda r: Response(b"", content_type="application/rss+xml")
+    feeds = [*HEALTHY_FEEDS, "/troubled.xml", "/bozo.xml", "/missing.xml", "/error.xml",
+             "/loop-a.xml", "/empty.xml"]
+    config = write_config(config_text(site, feeds, max_page_bytes=200_000))
+    warehouse = tmp_path / "wh" / "newsmon.duckdb"
+
+    result = ingest_flow(str(config))
+
+    s = result.summary
+    assert (s.feeds_ok, s.feeds_failed) == (6, 4)
+    assert (s.articles_new, s.articles_parked, s.articles_failed) == (5, 3, 1)
+    assert s.articles_duplicate == 3  # tracking link, copied text, story 4 in the bozo feed
+    feeds = dict(query(warehouse, "SELECT feed_url, last_outcome || ': ' || coalesce(last_error, '') "
+                                  "FROM feeds"))
+    assert feeds[site.url("/missing.xml")] == "failed: HTTP 404 Not Found"
+    assert feeds[site.url("/error.xml")].startswith("failed: HTTP 500")
+    assert feeds[site.url("/loop-a.xml")].startswith("failed: redirect loop")
+    assert feeds[site.url("/empty.xml")] == "failed: empty response: the server sent no feed"
+    assert feeds[site.url("/bozo.xml")].startswith("warning: ill-formed feed, read anyway")
+    assert len(site.requests("/error.xml")) == 2  # one retry on 5xx, no more
+
+    entries = dict(query(warehouse, "SELECT url, status || ': ' || coalesce(last_error, '') "
+                                    "FROM entries WHERE feed_url LIKE '%troubled.xml'"))
+    assert entries[site.url("/binary.html")].startswith("parked: not HTML")
+    assert entries[site.url("/huge.html")].startswith("parked: response exceeds")
+    assert entries[site.url("/gone.html")] == "parked: HTTP 404 Not Found"
+    assert entries[site.url("/slow.html")].startswith("pending: deadline")
+    assert entries[site.url("/copy/story-one.html")] == "duplicate: "
+    # The copy is linked to story 1's article, not stored again.
+    assert query(warehouse, """
+        SELECT a.canonical_url FROM entries e JOIN articles a USING (article_id)
+        WHERE e.url LIKE '%/copy/story-one.html'""") == [(site.url("/news/1.html"),)]
+    assert query(warehouse, "SELECT count(*), count(DISTINCT content_hash) FROM articles") == [
+        (5, 5)]
+    statuses = query(warehouse, "SELECT kind, status_code, error IS NOT NULL FROM fetch_log "
+                                "WHERE url LIKE '%/gone.html'")
+    assert statuses == [("page", 404, True)]
+    run = query(warehouse, "SELECT status, feeds_failed, articles_new, articles_parked "
+                           "FROM ingest_runs")
+    assert run == [("completed", 4, 5, 3)]
