@@ -15,6 +15,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from newsmon.config import Config, EmailSettings, load_config
 from newsmon.digest.charts import make_charts
@@ -53,7 +54,9 @@ class DigestOutcome:
 
 
 @task(cache_policy=NO_CACHE)
-def read_week(config: Config, week: IsoWeek, run_id: str) -> tuple[DigestReport, DigestRecord | None]:
+def read_week(
+    config: Config, week: IsoWeek, run_id: str
+) -> tuple[DigestReport, DigestRecord | None]:
     with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
         start_run(con, run_id, FLOW_NAME)
         return gather(con, config, week), digest_record(con, str(week))
@@ -67,7 +70,8 @@ def render_and_save(config: Config, report: DigestReport) -> tuple[EmailMessage,
     return message, save(config.digests_path, str(report.week), rendered, bytes(message))
 
 
-def _retry_if_transient(task, task_run, state) -> bool:  # noqa: ANN001  (Prefect's signature)
+def _retry_if_transient(task: object, task_run: object, state: State) -> bool:
+    """Prefect's retry_condition_fn: retry only errors that trying again may cure."""
     try:
         state.result()
     except SendError as exc:
@@ -102,8 +106,9 @@ def record_outcome(
             "feed_failures": len(report.feed_failures),
             "sent": int(message_id is not None),
         }
-        finish_run(con, run_id, "failed" if error else "completed", counts,
-                   [error] if error else [])
+        finish_run(
+            con, run_id, "failed" if error else "completed", counts, [error] if error else []
+        )
 
 
 def reason_not_to_send(
@@ -131,7 +136,9 @@ def digest_flow(
     """Render the digest for `week` (default: the last complete ISO week), save it, mail it."""
     logger = get_run_logger()
     config = load_config(Path(config_path) if config_path else None)
-    iso_week = IsoWeek.parse(week) if week else IsoWeek.last_complete(config.zone, datetime.now(UTC))
+    iso_week = (
+        IsoWeek.parse(week) if week else IsoWeek.last_complete(config.zone, datetime.now(UTC))
+    )
     run_id = str(flow_run.id)
 
     report, record = read_week(config, iso_week, run_id)

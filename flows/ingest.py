@@ -211,6 +211,11 @@ def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, run_id: str
             summary.articles_parked += outcome.parked
             result.page_errors.extend(outcome.errors)
             progress.advance("articles", len(batch))
+            get_run_logger().info(
+                "stored a batch of %d pages: %d new, %d updated, %d duplicate, %d failed, "
+                "%d parked", len(batch), len(outcome.new_articles),
+                len(outcome.updated_articles), outcome.duplicates, outcome.failed, outcome.parked,
+            )
 
         for batch in _chunks(jobs, config.ingest.batch_size):
             in_flight.append((batch, download_and_extract.submit(batch, fetcher, extractor)))

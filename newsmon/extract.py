@@ -12,12 +12,14 @@ the flow's process imports this module for ``ExtractorPool`` and never needs tra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import re
 import threading
 from collections.abc import Sequence
+from concurrent.futures import InvalidStateError, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
@@ -31,6 +33,9 @@ from newsmon.fingerprint import content_hash, simhash
 # lang attribute would only cost time on pages that have none.
 _LANG_SCAN_BYTES = 64 * 1024
 _HTML_LANG = re.compile(rb"<html\b[^>]*?[\s:]lang\s*=\s*[\"']?\s*([a-z]{2,3})(?![a-z])", re.I)
+# How often a waiting batch checks that its pool is still alive: pebble never finishes the
+# tasks of a pool that was stopped or broke, and a batch must not wait for them forever.
+_POOL_CHECK_SECONDS = 1.0
 # Page used by ``warm_up``: long enough that trafilatura runs its whole pipeline once.
 _WARM_UP_PAGE = (
     b"<html lang='en'><head><title>Warm-up</title></head><body><article>"
@@ -140,8 +145,10 @@ def _init_worker() -> None:
     trafilatura logs a warning for every page it discards; from a worker those lines reach the
     flow's stderr without saying which page they concern, while the outcome already says it.
     """
-    logging.disable(logging.ERROR)
     import trafilatura  # noqa: F401 -- imported for its import cost, before the first page
+
+    # After the import, so that a failing import is still logged (by pebble) before exit.
+    logging.disable(logging.ERROR)
 
 
 def _mp_context() -> BaseContext:
@@ -234,6 +241,26 @@ class ExtractorPool:
             future.set_exception(BrokenProcessPool(str(error)))
             return future
 
+    def _wait(self, pool: ProcessPool, futures: Sequence[ProcessFuture]) -> None:
+        """Wait until every future is done, failing those that a dead pool will never finish.
+
+        When the pool is found dead, pebble gets one more check interval to fail its own tasks
+        (it marks the pool dead before it aborts them), then the rest are failed here.
+        """
+        pending = set(futures)
+        pool_found_dead = False
+        while pending:
+            pending = wait(pending, timeout=_POOL_CHECK_SECONDS).not_done
+            if not pending or pool.active:
+                continue
+            if pool_found_dead:
+                reason = "pool closed" if self._closed else "pool stopped"
+                for future in pending:
+                    with contextlib.suppress(InvalidStateError):  # pebble finished it after all
+                        future.set_exception(BrokenProcessPool(f"{reason} before the page ran"))
+                return
+            pool_found_dead = True
+
     def _outcome(self, key: str, future: ProcessFuture) -> ExtractionOutcome:
         """Turn a finished task into an outcome; every failure becomes a reason string."""
         try:
@@ -243,8 +270,9 @@ class ExtractorPool:
         except ProcessExpired as expired:
             error = f"worker died (exit code {expired.exitcode})"
         except BrokenProcessPool as broken:
+            reason = str(broken) or "the worker pool broke"
             return ExtractionOutcome(
-                key=key, page=None, error=f"extraction pool failed: {broken}", retryable=True
+                key=key, page=None, error=f"extraction pool failed: {reason}", retryable=True
             )
         except Exception as exc:
             error = f"extraction crashed: {type(exc).__name__}: {exc}"
@@ -254,11 +282,14 @@ class ExtractorPool:
         """Extract ``(key, content, url)`` items; outcomes come back in the same order.
 
         All items are queued at once so every worker stays busy; a page that times out or kills
-        its worker fails alone. Raises only when called after ``close``.
+        its worker fails alone. If the pool is closed or breaks meanwhile, the pages it had not
+        finished come back as retryable failures. Raises only when called after ``close``.
         """
         with self._lock:
             self._ensure_pool()
+            pool = self._pool
             futures = [self._schedule(content, url) for _, content, url in items]
+        self._wait(pool, futures)
         return [
             self._outcome(key, future) for (key, _, _), future in zip(items, futures, strict=True)
         ]

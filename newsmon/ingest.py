@@ -309,8 +309,9 @@ def resolve_pages(
             continue
         extraction = extracted[job.normalized_url]
         if extraction.error:
-            # An extractor crash or timeout repeats on the same bytes: park at once.
-            give_up_or_retry(job, extraction.error, True, final_url)
+            # A crash or timeout repeats on the same bytes: park at once. A pool that broke
+            # under the page is no fault of the page: retry it.
+            give_up_or_retry(job, extraction.error, not extraction.retryable, final_url)
             continue
         article_id = job.article_id
         article = _article(job, result, extraction, article_id or next(new_ids))

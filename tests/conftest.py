@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+import newsmon.flows  # noqa: F401  (sets newsmon's Prefect defaults before Prefect is imported)
 
 
 @pytest.fixture(scope="session")

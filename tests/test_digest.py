@@ -97,6 +97,7 @@ def at(day: int, hour: int = 12) -> datetime:
 
 # (id, title, url, site, published, simhash, topic, topic conf., stance, stance conf.);
 # topic None: no prediction from the current model.
+# fmt: off
 ARTICLES = [
     # One story, three outlets: one item in the digest.
     (1, "Trump and Kim agree to meet in Hanoi for second summit",
@@ -126,6 +127,7 @@ ARTICLES = [
     (21, "Envoys meet in Stockholm", "https://wire.example/stockholm", "Wire", at(11), 0x2222,
      "dprk", 0.9, "favor", 0.7),
 ]
+# fmt: on
 LEDE_TEXT = (
     "Skip to content\nTrump and Kim agree to meet in Hanoi for second summit\n"
     "U.S. President Donald Trump and North Korean leader Kim Jong Un will meet in Hanoi later "
@@ -137,15 +139,35 @@ LEDE_TEXT = (
 def build_warehouse(database: Path) -> None:
     """A warehouse with the rows ingest and the classifier would have written."""
     with open_writer(database) as con:
-        for (article_id, title, url, site, published, simhash, topic, topic_conf, stance,
-             stance_conf) in ARTICLES:
+        for (
+            article_id,
+            title,
+            url,
+            site,
+            published,
+            simhash,
+            topic,
+            topic_conf,
+            stance,
+            stance_conf,
+        ) in ARTICLES:
             text = LEDE_TEXT if article_id == 1 else f"{title}. " * 5
             con.execute(
                 "INSERT INTO articles (article_id, canonical_url, title, published_at, "
                 "first_seen_at, fetched_at, site, text, word_count, content_hash, simhash, "
                 "extraction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 100, ?, ?, 'trafilatura')",
-                [article_id, url, title, published, published, published, site, text,
-                 f"hash{article_id}", simhash],
+                [
+                    article_id,
+                    url,
+                    title,
+                    published,
+                    published,
+                    published,
+                    site,
+                    text,
+                    f"hash{article_id}",
+                    simhash,
+                ],
             )
             if topic is not None:
                 con.execute(
@@ -153,7 +175,9 @@ def build_warehouse(database: Path) -> None:
                     [article_id, published, topic, topic_conf, stance, stance_conf],
                 )
         # A prediction by a retired model does not count: article 8 stays unclassified.
-        con.execute("INSERT INTO predictions VALUES (8, 'm1', now(), 'dprk', 0.9, 'favor', 0.9, NULL)")
+        con.execute(
+            "INSERT INTO predictions VALUES (8, 'm1', now(), 'dprk', 0.9, 'favor', 0.9, NULL)"
+        )
         con.execute(
             "INSERT INTO model_versions VALUES "
             "('m1', '2026-10-01', false, 'models/m1', 'x', 0.5, 0.4, '{}'), "
@@ -259,7 +283,9 @@ def test_flow_mails_once_then_only_with_force(
     text = text_part.get_content().replace("\r\n", "\n")  # SMTP carries CRLF line ends
     assert HOSTILE_TITLE in text  # plain text needs no escaping
     assert "Trump and Kim agree to meet in Hanoi for second summit" in text
-    assert "Also Wire, Tue 17 Nov, neutral (0.66):\n      https://wire.example/kim-trump-hanoi" in text
+    assert (
+        "Also Wire, Tue 17 Nov, neutral (0.66):\n      https://wire.example/kim-trump-hanoi" in text
+    )
     assert "Flaky Feed: failed 2 of 3 fetches, recovered" in text
     assert "Model m2, trained Tue 10 Nov: topic macro-F1 0.81, stance macro-F1 0.64." in text
     assert "newsmon label" in text
@@ -344,7 +370,9 @@ def test_unreachable_server_is_retried_then_reported(
     build_warehouse(load_config(config_path).warehouse_path)
     attempts = []
     original = digest_module.send_message
-    monkeypatch.setattr(digest_module, "send_message", lambda *a: attempts.append(1) or original(*a))
+    monkeypatch.setattr(
+        digest_module, "send_message", lambda *a: attempts.append(1) or original(*a)
+    )
 
     result = CliRunner().invoke(app, ["--config", str(config_path), "digest", "--week", WEEK])
 

@@ -195,12 +195,15 @@ def test_pool_returns_outcomes_in_order(pool: ExtractorPool) -> None:
     assert pool.extract_many([]) == []
 
 
-def test_a_page_past_the_timeout_fails_alone(pool: ExtractorPool) -> None:
-    # About 4 MB of paragraphs: several seconds of trafilatura work, far past the 1 s timeout.
+def slow_page() -> bytes:
+    """About 4 MB of paragraphs: over ten seconds of trafilatura work here (a 2-core VM)."""
     paragraph = "<div><p>" + " ".join(PARAGRAPHS) + "</p></div>"
-    slow = f"<html><body>{paragraph * 6000}</body></html>".encode()
+    return f"<html><body>{paragraph * 6000}</body></html>".encode()
+
+
+def test_a_page_past_the_timeout_fails_alone(pool: ExtractorPool) -> None:
     batch = items(6)
-    batch.insert(2, ("slow", slow, f"{URL}/slow"))
+    batch.insert(2, ("slow", slow_page(), f"{URL}/slow"))
 
     outcomes = pool.extract_many(batch)
 
@@ -269,6 +272,27 @@ def test_a_worker_dying_while_idle_does_not_break_later_batches() -> None:
 
         assert all(o.page is not None for o in outcomes)
         assert extractor._pool is not broken
+
+
+def test_closing_the_pool_ends_a_waiting_batch() -> None:
+    # If the flow fails while a batch is in flight, closing the pool must not leave that
+    # batch's thread waiting forever: its unfinished pages come back as retryable failures.
+    # Two big pages on one worker: the second fills the pipe, so the small ones are still in
+    # pebble's queue when the pool closes, and pebble never finishes queued tasks itself.
+    extractor = ExtractorPool(1, pages_per_worker=10, timeout_seconds=30, max_input_bytes=16 * MiB)
+    batch = [("slow-1", slow_page(), URL), ("slow-2", slow_page(), URL), *items(2)]
+    with ThreadPoolExecutor(max_workers=1) as threads:
+        waiting = threads.submit(extractor.extract_many, batch)
+        time.sleep(0.5)
+        extractor.close()
+        outcomes = waiting.result(timeout=10)
+
+    assert [o.key for o in outcomes] == [key for key, _, _ in batch]
+    for outcome in outcomes:
+        assert outcome.page is None
+        assert outcome.retryable is True
+        assert outcome.error is not None and outcome.error.startswith("extraction pool failed: ")
+    assert outcomes[-1].error == "extraction pool failed: pool closed before the page ran"
 
 
 def test_closed_pool_refuses_work() -> None:

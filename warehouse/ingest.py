@@ -279,7 +279,7 @@ def pending_entries(con: duckdb.DuckDBPyConnection, now: datetime) -> list[Pendi
 
 def load_known(con: duckdb.DuckDBPyConnection) -> KnownArticles:
     """The simhash of every stored article, for near-duplicate checks over the whole run."""
-    table = con.execute(ALL_SIMHASHES).to_arrow_table()
+    table = con.sql(ALL_SIMHASHES).to_arrow_table()
     return KnownArticles(
         simhash_ids=table.column("article_id").to_pylist(),
         simhashes=table.column("simhash").to_numpy().astype(np.uint64),

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import duckdb
 
+# Runs start under the writer lock, so a run still marked running now was killed mid-way.
+MARK_INTERRUPTED = "UPDATE runs SET status = 'interrupted' WHERE status = 'running'"
 START_RUN = """
 INSERT INTO runs (run_id, flow, started_at, status)
 SELECT ?, ?, now(), 'running'
@@ -19,6 +21,8 @@ WHERE run_id = ?
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, flow: str) -> None:
+    """Record a run as started. Call it only while holding the warehouse's writer lock."""
+    con.execute(MARK_INTERRUPTED)
     con.execute(START_RUN, [run_id, flow, run_id])
 
 

@@ -65,8 +65,9 @@ def _style(axes) -> None:
 
 
 def _chart(name: str, title: str, alt: str, figure: Figure) -> Chart:
-    return Chart(name, make_msgid(idstring=name, domain="newsmon.digest")[1:-1], title, alt,
-                 _finish(figure))
+    return Chart(
+        name, make_msgid(idstring=name, domain="newsmon.digest")[1:-1], title, alt, _finish(figure)
+    )
 
 
 def daily_chart(report: DigestReport) -> Chart:
@@ -111,12 +112,25 @@ def stance_chart(topic: TopicReport, index: int) -> Chart:
             100 * counts.get(stance, 0) / total if total else 0.0
             for (_, counts), total in zip(topic.weekly_stances, totals, strict=True)
         ]
-        axes.bar(labels, shares, bottom=bottom, color=colours[stance], width=0.7,
-                 label=stance_label(stance))
+        axes.bar(
+            labels,
+            shares,
+            bottom=bottom,
+            color=colours[stance],
+            width=0.7,
+            label=stance_label(stance),
+        )
         bottom = [b + s for b, s in zip(bottom, shares, strict=True)]
     for position, total in enumerate(totals):
-        axes.annotate(f"n={total}", (position, 100), xytext=(0, 2), textcoords="offset points",
-                      ha="center", fontsize=6, color="#555555")
+        axes.annotate(
+            f"n={total}",
+            (position, 100),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            fontsize=6,
+            color="#555555",
+        )
     _style(axes)
     axes.set_ylim(0, 108)
     axes.set_ylabel("% of articles", fontsize=8)
@@ -126,8 +140,9 @@ def stance_chart(topic: TopicReport, index: int) -> Chart:
     def describe(counts: dict[str | None, int], total: int) -> str:
         if not total:
             return "no articles"
-        return ", ".join(f"{stance_label(s)} {100 * counts.get(s, 0) / total:.0f}%"
-                         for s in stances)
+        return ", ".join(
+            f"{stance_label(s)} {100 * counts.get(s, 0) / total:.0f}%" for s in stances
+        )
 
     (first_week, first), (last_week, last) = topic.weekly_stances[0], topic.weekly_stances[-1]
     alt = (

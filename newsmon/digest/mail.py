@@ -96,8 +96,11 @@ def send_message(settings: EmailSettings, message: EmailMessage, password: str |
         raise SendError(
             f"SMTP user {settings.username!r} is set but no password was found: set "
             f"${settings.password_env}"
-            + (f" or the Prefect Secret block {settings.password_block!r}"
-               if settings.password_block else " (or [email] password_block)"),
+            + (
+                f" or the Prefect Secret block {settings.password_block!r}"
+                if settings.password_block
+                else " (or [email] password_block)"
+            ),
             transient=False,
         )
     context = ssl.create_default_context()
@@ -122,7 +125,9 @@ def send_message(settings: EmailSettings, message: EmailMessage, password: str |
         ) from exc
     if refused:
         # Some recipients took it, so sending again would give them a second copy.
-        rejected = ", ".join(f"{a} ({code} {reply.decode(errors='replace')})"
-                             for a, (code, reply) in refused.items())
-        raise SendError(f"the server at {where} refused some recipients: {rejected}",
-                        transient=False)
+        rejected = ", ".join(
+            f"{a} ({code} {reply.decode(errors='replace')})" for a, (code, reply) in refused.items()
+        )
+        raise SendError(
+            f"the server at {where} refused some recipients: {rejected}", transient=False
+        )

@@ -7,7 +7,7 @@ so a title such as "<script>" arrives as text. Nothing in the HTML runs script.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from newsmon.digest.charts import Chart, stance_colours, stance_label
-from newsmon.digest.report import DigestReport
+from newsmon.digest.report import DigestReport, FeedFailure
 
 # The labelling loop's command, shown beside the articles the model was least sure about.
 LABEL_COMMAND = "newsmon label"
@@ -79,6 +79,11 @@ def format_outlet(outlet: tuple[str, int]) -> str:
     return f"{outlet[0]} ({outlet[1]})"
 
 
+def feed_list(feeds: Sequence[FeedFailure]) -> str:
+    """'Name (failed/fetched), ...' for a one-line mention of feeds."""
+    return ", ".join(f"{f.name or f.url} ({f.failures}/{f.attempts})" for f in feeds)
+
+
 def short_day(moment: datetime | date) -> str:
     return f"{moment:%a} {moment.day} {moment:%b}"
 
@@ -113,6 +118,7 @@ def _environment() -> Environment:
         stance=stance_label,
         plural=plural,
         format_outlet=format_outlet,
+        feed_list=feed_list,
         web_link=web_link,
     )
     environment.globals.update(label_command=LABEL_COMMAND, stance_colours=stance_colours)
@@ -127,7 +133,9 @@ def subject(report: DigestReport, prefix: str) -> str:
     return f"{prefix} Weekly digest {report.week}: {what}".strip()
 
 
-def render(report: DigestReport, charts: Mapping[str, Chart], subject_prefix: str) -> RenderedDigest:
+def render(
+    report: DigestReport, charts: Mapping[str, Chart], subject_prefix: str
+) -> RenderedDigest:
     """The digest's subject, text and both HTML forms."""
     context = {"report": report, "charts": charts, "width": TEXT_WIDTH}
     template = ENVIRONMENT.get_template("digest.html")
@@ -147,8 +155,9 @@ def render(report: DigestReport, charts: Mapping[str, Chart], subject_prefix: st
 def save(directory: Path, week: str, rendered: RenderedDigest, eml: bytes) -> DigestFiles:
     """Write <week>.html, .txt and .eml; each is written whole, then renamed into place."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = DigestFiles(directory / f"{week}.html", directory / f"{week}.txt",
-                        directory / f"{week}.eml")
+    files = DigestFiles(
+        directory / f"{week}.html", directory / f"{week}.txt", directory / f"{week}.eml"
+    )
     contents: list[tuple[Path, bytes]] = [
         (files.html, rendered.html_file.encode("utf-8")),
         (files.text, rendered.text.encode("utf-8")),

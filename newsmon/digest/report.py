@@ -27,6 +27,9 @@ NEEDS_REVIEW = 5
 # An article needs review when the model's least sure prediction on it is below this: a
 # 3-way stance call at 0.75 already leaves a quarter to the other labels.
 REVIEW_BELOW = 0.75
+# A feed that failed less than this share of its fetches and works at the end of the week had
+# passing trouble: it is named in one line, not given a row in the failures table.
+PASSING_TROUBLE_SHARE = 0.1
 # Characters of article text fetched per article: enough for story grouping and a lede past
 # the leftovers that often precede the prose, without pulling whole articles out.
 TEXT_HEAD_CHARS = 1500
@@ -104,6 +107,10 @@ class FeedFailure:
     still_failing: bool
 
 
+def _passing_trouble(feed: FeedFailure) -> bool:
+    return not feed.still_failing and feed.failures < PASSING_TROUBLE_SHARE * feed.attempts
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     version: str
@@ -126,6 +133,16 @@ class DigestReport:
     feeds_fetched: int
     feed_failures: list[FeedFailure]
     model: ModelInfo | None
+
+    @property
+    def failing_feeds(self) -> list[FeedFailure]:
+        """Feeds still failing at the end of the week, or failing often: worth a look."""
+        return [f for f in self.feed_failures if not _passing_trouble(f)]
+
+    @property
+    def troubled_feeds(self) -> list[FeedFailure]:
+        """Feeds that failed now and then and recovered."""
+        return [f for f in self.feed_failures if _passing_trouble(f)]
 
     @property
     def empty(self) -> bool:
@@ -167,12 +184,15 @@ def _stance_counts(
     ]
 
 
-def _stories(articles: list[Article], heads: Mapping[int, str], near_bits: int,
-             simhashes: Mapping[int, int | None]) -> list[Story]:
+def _stories(
+    articles: list[Article],
+    heads: Mapping[int, str],
+    near_bits: int,
+    simhashes: Mapping[int, int | None],
+) -> list[Story]:
     """The topic's top stories: most outlets first, then most articles, then earliest."""
     candidates = [
-        StoryCandidate(a.title, heads.get(a.article_id, "")[:600], simhashes[a.article_id],
-                       a.dated_at)
+        StoryCandidate(a.title, heads.get(a.article_id, ""), simhashes[a.article_id], a.dated_at)
         for a in articles
     ]
     groups = [[articles[i] for i in group] for group in group_stories(candidates, near_bits)]
@@ -190,7 +210,8 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
     chart_weeks = [week.previous(n) for n in reversed(range(CHART_WEEKS))]
     previous = week.previous()
 
-    # week -> topic (None: unclassified; 'none' or an id no longer configured: off-topic) -> stance -> n
+    # week -> topic -> stance -> articles. Topic None: unclassified; 'none' (or an id no longer
+    # configured): off-topic.
     weekly: dict[IsoWeek, dict[str | None, Counter]] = defaultdict(lambda: defaultdict(Counter))
     rows = con.execute(
         queries.WEEKLY_COUNTS, {**_range(week, zone, CHART_WEEKS - 1), "zone": config.timezone}
@@ -203,8 +224,9 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         return sum(sum(c.values()) for c in weekly[of].values())
 
     def off_topic(of: IsoWeek) -> int:
-        return sum(sum(c.values()) for t, c in weekly[of].items() if t is not None
-                   and t not in topics)
+        return sum(
+            sum(c.values()) for t, c in weekly[of].items() if t is not None and t not in topics
+        )
 
     day_index = {day: i for i, day in enumerate(week.days)}
     daily: dict[str, list[int]] = {t.name: [0] * 7 for t in config.topics}
@@ -224,11 +246,32 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         queries.TOPIC_ARTICLES,
         {**_range(week, zone), "topics": list(topics), "text_chars": TEXT_HEAD_CHARS},
     )
-    for (article_id, title, url, outlet, dated_at, simhash, topic, topic_conf, stance,
-         stance_conf, text_head) in cursor.fetchall():
-        by_topic[topic].append(Article(article_id, title or "(untitled)", url, outlet or "",
-                                       dated_at.astimezone(zone), topic, topic_conf, stance,
-                                       stance_conf))
+    for (
+        article_id,
+        title,
+        url,
+        outlet,
+        dated_at,
+        simhash,
+        topic,
+        topic_conf,
+        stance,
+        stance_conf,
+        text_head,
+    ) in cursor.fetchall():
+        by_topic[topic].append(
+            Article(
+                article_id,
+                title or "(untitled)",
+                url,
+                outlet or "",
+                dated_at.astimezone(zone),
+                topic,
+                topic_conf,
+                stance,
+                stance_conf,
+            )
+        )
         heads[article_id] = text_head or ""
         simhashes[article_id] = simhash
 

@@ -7,6 +7,7 @@ within a couple of days of each other. Groups are the connected components of th
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -28,6 +29,10 @@ MAX_DAYS_APART = 2.0
 # it) says nothing about which story an article covers. Small weeks keep every word.
 MAX_DOCUMENT_SHARE = 0.05
 MIN_DOCUMENT_CEILING = 10
+# Characters of the article's opening compared besides the title: the first sentences carry
+# the story's names and facts; further text adds time (the digest's largest cost) more than
+# it helps.
+OPENING_CHARS = 300
 # Rows of the similarity matrix computed at once: bounds memory for large weeks.
 CHUNK_ROWS = 1024
 
@@ -74,7 +79,7 @@ def _near_duplicate_pairs(simhashes: Sequence[int | None], max_bits: int) -> lis
     bands = max_bits + 1
     edges = np.linspace(0, 64, bands + 1).astype(int)
     pairs = set()
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         mask = (1 << int(high - low)) - 1
         buckets: dict[int, list[int]] = defaultdict(list)
         for index, value in enumerate(simhashes):
@@ -89,7 +94,8 @@ def _near_duplicate_pairs(simhashes: Sequence[int | None], max_bits: int) -> lis
 
 
 def _similar_pairs(candidates: Sequence[StoryCandidate]) -> list[tuple[int, int]]:
-    documents = [f"{c.title} {c.title} {c.opening}" for c in candidates]
+    # The title twice: it names the story more surely than any sentence of the text.
+    documents = [f"{c.title} {c.title} {c.opening[:OPENING_CHARS]}" for c in candidates]
     ceiling = max(MIN_DOCUMENT_CEILING, int(MAX_DOCUMENT_SHARE * len(documents)))
     vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True, max_df=ceiling)
     try:
@@ -108,7 +114,9 @@ def _similar_pairs(candidates: Sequence[StoryCandidate]) -> list[tuple[int, int]
     return pairs
 
 
-def group_stories(candidates: Sequence[StoryCandidate], near_duplicate_bits: int) -> list[list[int]]:
+def group_stories(
+    candidates: Sequence[StoryCandidate], near_duplicate_bits: int
+) -> list[list[int]]:
     """Indices of `candidates` grouped by story, each group in input order."""
     components = _Components(len(candidates))
     simhashes = [c.simhash for c in candidates]

@@ -90,7 +90,7 @@ CREATE TABLE runs (
     flow         VARCHAR NOT NULL,
     started_at   TIMESTAMPTZ NOT NULL,
     finished_at  TIMESTAMPTZ,
-    status       VARCHAR NOT NULL,  -- running | completed | failed
+    status       VARCHAR NOT NULL,  -- running | completed | failed | interrupted (killed)
     counts       JSON,
     errors       JSON               -- list of strings
 );

@@ -1,0 +1,124 @@
+"""Measuring a classifier: metrics, their text form, and the learning curve at few labels.
+
+The learning curve answers "does using the unlabelled articles help?": at n labels per class it
+trains newsmon's model with and without the unlabelled pool on the same labels and scores both on
+the same held-out articles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from newsmon.labels import Label
+
+LEARNING_CURVE_SIZES = (2, 10, 50)
+
+
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    A missing prediction (None) counts as wrong: it is shown as the class '(none)'.
+    """
+    truth = [str(t) for t in y_true]
+    pred = ["(none)" if p is None else str(p) for p in y_pred]
+    classes = sorted(set(truth))
+    shown = classes + sorted(set(pred) - set(classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, pred, labels=classes, zero_division=0
+    )
+    return {
+        "n": len(truth),
+        "accuracy": float(accuracy_score(truth, pred)),
+        "macro_f1": float(np.mean(f1)) if classes else 0.0,
+        "per_class": {
+            c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
+        },
+        "confusion": {
+            "labels": shown,
+            "matrix": confusion_matrix(truth, pred, labels=shown).tolist(),
+        },
+    }
+
+
+def format_metrics(title: str, metrics: dict, max_confusion: int = 12) -> str:
+    """A plain-text report; the confusion matrix only when it fits on a screen."""
+    lines = [
+        f"{title}: n={metrics['n']}  accuracy={metrics['accuracy']:.3f}  "
+        f"macro-F1={metrics['macro_f1']:.3f}",
+        f"  {'class':<24} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>7}",
+    ]
+    for name, row in metrics["per_class"].items():
+        lines.append(
+            f"  {name[:24]:<24} {row['precision']:>9.3f} {row['recall']:>7.3f} "
+            f"{row['f1']:>6.3f} {row['support']:>7}"
+        )
+    labels = metrics["confusion"]["labels"]
+    if len(labels) <= max_confusion:
+        width = max(6, *(len(label[:12]) for label in labels))
+        lines.append("  confusion (rows: truth, columns: predicted)")
+        lines.append("  " + " " * width + " " + " ".join(f"{lab[:12]:>{width}}" for lab in labels))
+        for label, row in zip(labels, metrics["confusion"]["matrix"], strict=True):
+            lines.append(f"  {label[:12]:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+    else:
+        lines.append(f"  (confusion matrix of {len(labels)} classes: see --json)")
+    return "\n".join(lines)
+
+
+def sample_per_class(
+    targets: Sequence[str], n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Indices of at most n examples of each class, drawn at random."""
+    targets = np.asarray(targets, dtype=object)
+    chosen = [
+        rng.choice(rows, min(n, len(rows)), replace=False)
+        for rows in (np.flatnonzero(targets == c) for c in sorted(set(targets)))
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+# (labels to train on, unlabelled texts, test labels) -> predicted test targets
+Trainer = Callable[[Sequence[Label], Sequence[str], Sequence[Label]], list[str | None]]
+
+
+def learning_curve(
+    task: str,
+    train_labels: Sequence[Label],
+    test_labels: Sequence[Label],
+    unlabelled: Sequence[str],
+    trainers: dict[str, Trainer],
+    sizes: Sequence[int] = LEARNING_CURVE_SIZES,
+    repeats: int = 3,
+    seed: int = 0,
+) -> list[dict]:
+    """Macro-F1 of each trainer at n labels per class (mean and spread over ``repeats`` draws).
+
+    The labels not drawn join the unlabelled pool as texts, as unlabelled articles would.
+    """
+    pool_labels = [label for label in train_labels if getattr(label, task) is not None]
+    test = [label for label in test_labels if getattr(label, task) is not None]
+    truth = [getattr(label, task) for label in test]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size in sizes:
+        scores: dict[str, list[float]] = {name: [] for name in trainers}
+        for _ in range(repeats):
+            drawn = set(sample_per_class([getattr(x, task) for x in pool_labels], size, rng))
+            chosen = [label for i, label in enumerate(pool_labels) if i in drawn]
+            rest = [label.text for i, label in enumerate(pool_labels) if i not in drawn]
+            for name, trainer in trainers.items():
+                predicted = trainer(chosen, [*unlabelled, *rest], test)
+                scores[name].append(classification_metrics(truth, predicted)["macro_f1"])
+        rows.append(
+            {
+                "labels_per_class": size,
+                **{
+                    name: {"macro_f1": float(np.mean(v)), "std": float(np.std(v))}
+                    for name, v in scores.items()
+                },
+            }
+        )
+    return rows

@@ -1,0 +1,167 @@
+"""Training newsmon's topic and stance models from labels plus unlabelled articles.
+
+Both tasks share one feature space, fitted on the labelled and the unlabelled texts together, so
+words that only the unlabelled articles contain still get an IDF weight. Each task learns the label
+strings it is given; a class needs MIN_EXAMPLES labels to be learned at all. Whatever a task
+cannot predict is written down in its ``note``, which the predictions and the model card repeat.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import sklearn
+from sklearn.pipeline import Pipeline
+
+from newsmon.config import TopicSettings
+from newsmon.labels import NO_TOPIC, Label
+from newsmon.models.features import WordNgramTfidf
+from newsmon.models.keywords import KeywordRule
+from newsmon.models.selftraining import SelfTrainingSVM
+
+# One example of a class cannot be held out to test it, nor tell the class's spread.
+MIN_EXAMPLES = 2
+# Vocabulary cap per kind (words, word pairs): bounds model size and memory on a large warehouse.
+MAX_TERMS = 300_000
+
+
+def document_text(title: str | None, text: str) -> str:
+    """What the models read: the headline, then the body."""
+    return f"{title}\n\n{text}" if title else text
+
+
+@dataclass
+class TaskModel:
+    """One task (topic or stance): the classifier, or None and why there is none."""
+
+    task: str
+    label_counts: dict[str, int]
+    classifier: SelfTrainingSVM | None
+    note: str | None  # what this task cannot predict, and why
+
+    @property
+    def classes(self) -> list[str]:
+        return [] if self.classifier is None else [str(c) for c in self.classifier.classes_]
+
+    def cv_predictions(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Cross-validated (truth, prediction) for the labelled examples, when there were enough."""
+        if self.classifier is None or self.classifier.cv_true_ is None:
+            return None
+        return self.classifier.cv_true_, self.classifier.cv_pred_
+
+
+@dataclass
+class NewsClassifier:
+    features: WordNgramTfidf
+    topic: TaskModel
+    stance: TaskModel
+    keyword_rule: KeywordRule  # the topic rule used while topic.classifier is None
+    trained_at: str
+    n_unlabelled: int
+    library_versions: dict[str, str] = field(default_factory=dict)
+
+    def pipeline(self, task: str) -> Pipeline:
+        """The task's features and classifier as one scikit-learn Pipeline (texts in, labels out)."""
+        model: TaskModel = getattr(self, task)
+        if model.classifier is None:
+            raise ValueError(f"no {task} classifier: {model.note}")
+        return Pipeline([("features", self.features), ("classifier", model.classifier)])
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
+def _plan(task: str, counts: Counter[str]) -> tuple[list[str], str | None]:
+    """Which classes can be learned, and a note on what cannot."""
+    learnable = sorted(c for c, n in counts.items() if n >= MIN_EXAMPLES)
+    scarce = sorted(c for c, n in counts.items() if n < MIN_EXAMPLES)
+    scarce_note = (
+        f"{_quoted(scarce)} need at least {MIN_EXAMPLES} examples each, so are never predicted"
+        if scarce
+        else None
+    )
+    if not counts:
+        return [], f"no {task} labels yet"
+    if len(learnable) < 2:
+        only = f"only {_quoted(learnable)} has examples" if learnable else f"no {task} class has"
+        if not learnable:
+            only += f" {MIN_EXAMPLES} examples"
+        return [], "; ".join(filter(None, [only, scarce_note]))
+    return learnable, scarce_note
+
+
+def _fit_task(
+    task: str,
+    features: WordNgramTfidf,
+    texts: Sequence[str],
+    targets: Sequence[str | None],
+    counts: Counter[str],
+    classifier: SelfTrainingSVM,
+    extra_note: str | None = None,
+) -> TaskModel:
+    learnable, note = _plan(task, counts)
+    note = "; ".join(filter(None, [note, extra_note])) or None
+    if not learnable:
+        return TaskModel(task, dict(counts), None, note)
+    y = np.array([t if t in learnable else None for t in targets], dtype=object)
+    return TaskModel(task, dict(counts), classifier.fit(features.transform(texts), y), note)
+
+
+def train(
+    labels: Sequence[Label],
+    unlabelled: Sequence[str],
+    topics: Sequence[TopicSettings] = (),
+    self_training_rounds: int = 5,
+    calibration_folds: int = 5,
+) -> NewsClassifier:
+    """Fit features, topic and stance models. ``unlabelled``: texts (document_text) without labels."""
+    if not labels:
+        raise ValueError("no labels: add some with `newsmon seeds import` or `newsmon label`")
+    labelled_texts = [document_text(label.title, label.text) for label in labels]
+    features = WordNgramTfidf(min_df=2, max_features=MAX_TERMS).fit([*labelled_texts, *unlabelled])
+
+    def classifier() -> SelfTrainingSVM:
+        return SelfTrainingSVM(rounds=self_training_rounds, calibration_folds=calibration_folds)
+
+    texts = [*labelled_texts, *unlabelled]
+    topic_counts = Counter(label.topic for label in labels)
+    configured = {topic.id for topic in topics}
+    missing = sorted(configured - set(topic_counts))
+    topic_extra = [f"no examples of configured topic(s) {_quoted(missing)}"] if missing else []
+    if NO_TOPIC not in topic_counts:
+        topic_extra.append(f"no '{NO_TOPIC}' examples, so off-topic articles are not recognised")
+    topic_model = _fit_task(
+        "topic",
+        features,
+        texts,
+        [label.topic for label in labels] + [None] * len(unlabelled),
+        topic_counts,
+        classifier(),
+        "; ".join(topic_extra) or None,
+    )
+
+    # Stance is toward a topic's target: articles labelled 'none' have none and are left out.
+    on_topic = [i for i, label in enumerate(labels) if label.topic != NO_TOPIC]
+    stance_counts = Counter(labels[i].stance for i in on_topic if labels[i].stance is not None)
+    stance_model = _fit_task(
+        "stance",
+        features,
+        [labelled_texts[i] for i in on_topic] + list(unlabelled),
+        [labels[i].stance for i in on_topic] + [None] * len(unlabelled),
+        stance_counts,
+        classifier(),
+    )
+    return NewsClassifier(
+        features=features,
+        topic=topic_model,
+        stance=stance_model,
+        keyword_rule=KeywordRule({t.id: tuple(t.keywords) for t in topics}),
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        n_unlabelled=len(unlabelled),
+        library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
+    )

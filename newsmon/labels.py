@@ -1,0 +1,171 @@
+"""Labelled examples: the JSON Lines import format, its validation, and the seeds/ folder.
+
+One JSON object a line: ``{"id", "title", "text", "topic", "stance"}`` plus optional ``"url"``,
+``"published"`` and ``"source"`` (the publisher). ``stance`` may be null (a topic-only label) and
+``topic`` may be ``"none"`` (about none of the topics). Other keys (a corpus's ``split`` or
+``target``) are accepted and ignored, so labelled corpora in this format import as they are.
+
+seeds/ is the labelled baseline and the source of truth: ``labels.jsonl`` holds the shipped seed
+labels (whose text may be a ``text_file`` beside it, so the seed documents stay as given) and
+``user_labels.jsonl`` everything users added, appended, so labels survive a warehouse rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+NO_TOPIC = "none"
+SEED_FILE = "labels.jsonl"
+USER_FILE = "user_labels.jsonl"
+# Where a label came from; the warehouse's labels.source column.
+ORIGINS = ("seed", "import", "labelled")
+_OPTIONAL_TEXT = ("url", "published", "source")
+# Errors listed per refused file: enough to fix a systematic mistake, short enough to read.
+MAX_ERRORS_SHOWN = 20
+
+
+class LabelFileError(ValueError):
+    """A label file that was refused whole; the message lists each bad line and why."""
+
+
+@dataclass(frozen=True)
+class Label:
+    id: str
+    title: str | None
+    text: str
+    topic: str
+    stance: str | None
+    url: str | None = None
+    published: str | None = None
+    source: str | None = None
+    origin: str = "import"
+    labelled_at: str | None = None
+
+    def to_json(self) -> dict:
+        """The import format (plus origin and labelled_at, which the import ignores)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def _optional_string(record: dict, key: str) -> str | None:
+    value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"'{key}' must be a string or null")
+    return value
+
+
+def _required_string(record: dict, key: str) -> str:
+    if key not in record:
+        raise ValueError(f"missing '{key}'")
+    value = record[key]
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"'{key}' must be a non-empty string")
+    return value.strip()
+
+
+def parse_label(record: object, base_dir: Path | None = None, origin: str = "import") -> Label:
+    """One validated label; ``base_dir`` allows ``text_file`` (the seeds' own files) instead of text."""
+    if not isinstance(record, dict):
+        raise ValueError("expected a JSON object")
+    for key in ("id", "title", "topic", "stance"):
+        if key not in record:
+            raise ValueError(f"missing '{key}'")
+    if base_dir is not None and "text_file" in record and "text" not in record:
+        name = _required_string(record, "text_file")
+        if Path(name).name != name:
+            raise ValueError("'text_file' must be a file name in the same folder")
+        try:
+            text = (base_dir / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read text_file {name!r}: {exc}") from None
+    else:
+        text = _required_string(record, "text")
+    topic = _required_string(record, "topic")
+    stance = record["stance"]
+    if stance is not None:
+        stance = _required_string(record, "stance")
+        if topic == NO_TOPIC:
+            raise ValueError(f"topic '{NO_TOPIC}' has no target, so its stance must be null")
+    record_origin = record.get("origin", origin)
+    if record_origin not in ORIGINS:
+        raise ValueError(f"'origin' must be one of {', '.join(ORIGINS)}")
+    return Label(
+        id=_required_string(record, "id"),
+        title=_optional_string(record, "title"),
+        text=text,
+        topic=topic,
+        stance=stance,
+        **{key: _optional_string(record, key) for key in _OPTIONAL_TEXT},
+        origin=record_origin,
+        labelled_at=_optional_string(record, "labelled_at"),
+    )
+
+
+def read_labels(path: Path, origin: str = "import", allow_text_file: bool = False) -> list[Label]:
+    """Every label in a JSONL file, or LabelFileError naming each bad line: never part of a file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise LabelFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelFileError(f"{path}: cannot read: {exc}") from None
+    labels: list[Label] = []
+    errors: list[str] = []
+    first_line: dict[str, int] = {}
+    base_dir = path.parent if allow_text_file else None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            label = parse_label(json.loads(line), base_dir, origin)
+        except json.JSONDecodeError as exc:
+            errors.append(f"line {number}: not valid JSON ({exc.msg})")
+            continue
+        except ValueError as exc:
+            errors.append(f"line {number}: {exc}")
+            continue
+        if label.id in first_line:
+            errors.append(f"line {number}: id {label.id!r} repeats line {first_line[label.id]}")
+            continue
+        first_line[label.id] = number
+        labels.append(label)
+    if errors:
+        shown = errors[:MAX_ERRORS_SHOWN]
+        if len(errors) > len(shown):
+            shown.append(f"... and {len(errors) - len(shown)} more")
+        raise LabelFileError(
+            f"{path}: {len(errors)} bad line(s), nothing imported:\n  " + "\n  ".join(shown)
+        )
+    return labels
+
+
+def write_labels(path: Path, labels: Iterable[Label], append: bool = False) -> int:
+    """Write labels in the import format; one write call, so a crash leaves no half line."""
+    lines = [json.dumps(label.to_json(), ensure_ascii=False) + "\n" for label in labels]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a" if append else "w", encoding="utf-8") as out:
+        out.write("".join(lines))
+    return len(lines)
+
+
+def load_seeds(seeds_dir: Path) -> list[Label]:
+    """The shipped seed labels, then the users' labels; a later label of the same id wins."""
+    by_id: dict[str, Label] = {}
+    seed_file, user_file = seeds_dir / SEED_FILE, seeds_dir / USER_FILE
+    if seed_file.exists():
+        for label in read_labels(seed_file, origin="seed", allow_text_file=True):
+            by_id[label.id] = label
+    if user_file.exists():
+        for label in read_labels(user_file, origin="import"):
+            by_id[label.id] = label
+    return list(by_id.values())
+
+
+def add_user_labels(seeds_dir: Path, labels: Sequence[Label], origin: str) -> int:
+    """Append labels to seeds/user_labels.jsonl, stamped with their origin and time."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    stamped = [replace(label, origin=origin, labelled_at=label.labelled_at or now) for label in labels]
+    return write_labels(seeds_dir / USER_FILE, stamped, append=True)
