@@ -75,7 +75,7 @@ FROM range(2225) AS t(n),
 # Three consecutive articles are one story told by three outlets; articles are spread evenly
 # over two years (about 1,400 a day), first seen up to three hours after publication.
 ARTICLES = f"""
-INSERT INTO articles
+INSERT INTO articles BY NAME
 SELECT
     i AS article_id,
     'https://outlet' || (i % {OUTLETS}) || '.example/news/' || i AS canonical_url,
@@ -105,7 +105,8 @@ JOIN pool AS p ON p.n = hash(a.i // 3) % $pool
 """
 # One in twenty articles is not classified yet; topics follow the pool's, the rest are 'none'.
 PREDICTIONS = """
-INSERT INTO predictions
+INSERT INTO predictions (article_id, model_version, predicted_at, topic, topic_confidence, stance,
+                         stance_confidence)
 SELECT
     a.article_id,
     'bench-1',
@@ -113,15 +114,16 @@ SELECT
     CASE WHEN p.topic IN ('politics', 'business', 'tech') THEN p.topic ELSE 'none' END,
     0.4 + (hash(a.article_id, 't') % 600) / 1000.0,
     CASE WHEN p.topic IN ('politics', 'business', 'tech')
-        THEN ['favor', 'against', 'neutral', NULL][CAST(1 + hash(a.article_id, 's') % 4 AS BIGINT)] END,
-    0.34 + (hash(a.article_id, 'c') % 650) / 1000.0,
-    NULL
+        THEN ['favor', 'against', 'neutral', NULL][CAST(1 + hash(a.article_id, 's') % 4 AS BIGINT)]
+    END,
+    0.34 + (hash(a.article_id, 'c') % 650) / 1000.0
 FROM articles AS a
 JOIN pool AS p ON p.n = hash(a.article_id // 3) % $pool
 WHERE a.article_id % 20 <> 0
 """
 MODEL = """
-INSERT INTO model_versions VALUES
+INSERT INTO model_versions (model_version, trained_at, is_current, artifact_path, artifact_sha256,
+                            topic_macro_f1, stance_macro_f1, card) VALUES
 ('bench-1', TIMESTAMPTZ '{start}' + INTERVAL 700 DAY, true, 'models/bench-1', 'sha', 0.83, 0.61,
  '{{}}')
 """
@@ -224,9 +226,11 @@ def main() -> None:
     if not config.warehouse_path.exists():
         began = time.perf_counter()
         build(config, args.articles, start)
-        print(f"built {args.articles:,} articles in {time.perf_counter() - began:.1f} s "
-              f"({config.warehouse_path.stat().st_size / 2**20:.0f} MiB; pool: "
-              f"{'BBC corpus' if BBC.exists() else 'generated'})")
+        print(
+            f"built {args.articles:,} articles in {time.perf_counter() - began:.1f} s "
+            f"({config.warehouse_path.stat().st_size / 2**20:.0f} MiB; pool: "
+            f"{'BBC corpus' if BBC.exists() else 'generated'})"
+        )
 
     bare = min(bare_once(config) for _ in range(3))
     cold, html = digest_once(config, week)
@@ -234,9 +238,11 @@ def main() -> None:
     print(f"week {week}")
     print(f"bare GROUP BY over all predictions: {bare * 1000:8.1f} ms")
     print(f"digest, first run in this process:  {cold * 1000:8.1f} ms")
-    print(f"digest, best of three after that:   {warm * 1000:8.1f} ms  "
-          f"({warm / bare:.0f}x the bare query; goal < 2000 ms: "
-          f"{'met' if warm < 2 and cold < 2 else 'MISSED'})")
+    print(
+        f"digest, best of three after that:   {warm * 1000:8.1f} ms  "
+        f"({warm / bare:.0f}x the bare query; goal < 2000 ms: "
+        f"{'met' if warm < 2 and cold < 2 else 'MISSED'})"
+    )
     if args.screenshot:
         screenshot(html, folder, args.screenshot, args.height)
 

@@ -72,7 +72,11 @@ def page_html(title: str, text: str, outlet: str, rng: random.Random, size: int)
         filler += len(block)
     half = len(chrome) // 2
     return (
-        head + "".join(chrome[:half]) + article + "<aside>" + "".join(chrome[half:])
+        head
+        + "".join(chrome[:half])
+        + article
+        + "<aside>"
+        + "".join(chrome[half:])
         + "</aside><footer>Copyright the outlet</footer></body></html>"
     ).encode()
 
@@ -91,14 +95,20 @@ def build_site(corpus: Path, feeds: int, per_feed: int) -> dict[str, tuple[bytes
             row = rows[f * per_feed + a]
             path = f"/outlet{f}/story{a}.html"
             size = rng.randint(30_000, 200_000)
-            documents[path] = (page_html(row["title"], row["text"], f"Outlet {f}", rng, size),
-                               "text/html; charset=utf-8")
+            documents[path] = (
+                page_html(row["title"], row["text"], f"Outlet {f}", rng, size),
+                "text/html; charset=utf-8",
+            )
             # Relative links: feedparser resolves them against the feed's URL.
-            items.append(f"<item><title>{escape(row['title'])}</title><link>{path}</link>"
-                         f"<guid>{path}</guid><pubDate>Mon, 16 Nov 2026 10:00:00 GMT</pubDate>"
-                         "</item>")
-        feed = ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
-                f"<title>Outlet {f}</title>{''.join(items)}</channel></rss>")
+            items.append(
+                f"<item><title>{escape(row['title'])}</title><link>{path}</link>"
+                f"<guid>{path}</guid><pubDate>Mon, 16 Nov 2026 10:00:00 GMT</pubDate>"
+                "</item>"
+            )
+        feed = (
+            "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+            f"<title>Outlet {f}</title>{''.join(items)}</channel></rss>"
+        )
         documents[f"/outlet{f}/feed.xml"] = (feed.encode(), "application/rss+xml")
     return documents
 
@@ -128,9 +138,11 @@ def main() -> None:
     documents = build_site(args.corpus, args.feeds, args.articles)
     pages = {path: body for path, (body, kind) in documents.items() if kind.startswith("text/html")}
     sizes = sorted(len(b) for b in pages.values())
-    print(f"site: {args.feeds} feeds x {args.articles} articles = {len(pages)} pages, "
-          f"median {sizes[len(sizes) // 2] / 1024:.0f} KB, "
-          f"{sum(sizes) / 2**20:.0f} MiB in all")
+    print(
+        f"site: {args.feeds} feeds x {args.articles} articles = {len(pages)} pages, "
+        f"median {sizes[len(sizes) // 2] / 1024:.0f} KB, "
+        f"{sum(sizes) / 2**20:.0f} MiB in all"
+    )
 
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
@@ -140,8 +152,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="newsmon-bench-"))
     feeds = "".join(f'[[feeds]]\nurl = "{base}/outlet{f}/feed.xml"\n' for f in range(args.feeds))
     config = work / "newsmon.toml"
-    config.write_text('[warehouse]\npath = "newsmon.duckdb"\n[fetch]\n'
-                      f"allow_private_addresses = true\n{feeds}", encoding="utf-8")
+    config.write_text(
+        f'[warehouse]\npath = "newsmon.duckdb"\n[fetch]\nallow_private_addresses = true\n{feeds}',
+        encoding="utf-8",
+    )
 
     from prefect import flow
 
@@ -171,15 +185,21 @@ def main() -> None:
     stored = first.summary.articles_new
     pipeline_rate = stored / first_seconds
     bare_rate = len(pages) / bare_seconds
-    print(f"first run: {stored} articles stored in {first_seconds:.1f} s = "
-          f"{pipeline_rate:.1f} articles/s end to end")
+    print(
+        f"first run: {stored} articles stored in {first_seconds:.1f} s = "
+        f"{pipeline_rate:.1f} articles/s end to end"
+    )
     print(f"bare extract_page, one process, same pages: {bare_rate:.1f} pages/s")
-    print(f"ratio pipeline / bare single process: {pipeline_rate / bare_rate:.2f}x "
-          "(goal >= 1.5x; two processes reach about 1.9x here)")
-    print(f"second run over unchanged feeds: {second_seconds:.2f} s = "
-          f"{100 * second_seconds / first_seconds:.1f}% of the first "
-          f"(goal < 5%); feeds unchanged: {second.summary.feeds_unchanged}, "
-          f"new articles: {second.summary.articles_new}")
+    print(
+        f"ratio pipeline / bare single process: {pipeline_rate / bare_rate:.2f}x "
+        "(goal >= 1.5x; two processes reach about 1.9x here)"
+    )
+    print(
+        f"second run over unchanged feeds: {second_seconds:.2f} s = "
+        f"{100 * second_seconds / first_seconds:.1f}% of the first "
+        f"(goal < 5%); feeds unchanged: {second.summary.feeds_unchanged}, "
+        f"new articles: {second.summary.articles_new}"
+    )
     print(f"peak memory: flow process {own_rss:.0f} MiB, largest worker {child_rss:.0f} MiB")
     if stored != len(pages):
         print(f"WARNING: {len(pages) - stored} pages were not stored", file=sys.stderr)

@@ -1,8 +1,9 @@
 """The weekly digest flow: gather a week from the warehouse, render and save it, mail it once.
 
-Only orchestration lives here; the work is in newsmon.digest. The writer lock is held to read
-the week and to record the outcome, not while mail is being sent (retries can take minutes and
-must not stop the hourly ingest).
+Only orchestration lives here; the work is in newsmon.digest. The run holds the warehouse's
+writer lock from start to finish, like every newsmon run: start_run treats a run still marked
+running under the lock as killed, so the lock cannot be let go while mail is being sent. A
+send is seconds; only retries (minutes) delay an ingest waiting for the lock, never fail it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -55,11 +57,9 @@ class DigestOutcome:
 
 @task(cache_policy=NO_CACHE)
 def read_week(
-    config: Config, week: IsoWeek, run_id: str
+    con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek
 ) -> tuple[DigestReport, DigestRecord | None]:
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
-        start_run(con, run_id, FLOW_NAME)
-        return gather(con, config, week), digest_record(con, str(week))
+    return gather(con, config, week), digest_record(con, str(week))
 
 
 @task(cache_policy=NO_CACHE)
@@ -82,33 +82,6 @@ def _retry_if_transient(task: object, task_run: object, state: State) -> bool:
 @task(cache_policy=NO_CACHE, retry_condition_fn=_retry_if_transient)
 def send_mail(settings: EmailSettings, message: EmailMessage) -> None:
     send_message(settings, message, smtp_password(settings))
-
-
-@task(cache_policy=NO_CACHE)
-def record_outcome(
-    config: Config,
-    run_id: str,
-    report: DigestReport,
-    files: DigestFiles | None,
-    message_id: str | None,
-    error: str | None,
-) -> None:
-    week = str(report.week)
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
-        if files is not None:
-            record_render(con, week, run_id, report.total, files.as_strings())
-            if message_id is not None:
-                record_sent(con, week, message_id, config.email.to)
-            elif error is not None:
-                record_send_failure(con, week, error)
-        counts = {
-            "articles": report.total,
-            "feed_failures": len(report.feed_failures),
-            "sent": int(message_id is not None),
-        }
-        finish_run(
-            con, run_id, "failed" if error else "completed", counts, [error] if error else []
-        )
 
 
 def reason_not_to_send(
@@ -140,33 +113,42 @@ def digest_flow(
         IsoWeek.parse(week) if week else IsoWeek.last_complete(config.zone, datetime.now(UTC))
     )
     run_id = str(flow_run.id)
+    counts = {"articles": 0, "sent": 0}
 
-    report, record = read_week(config, iso_week, run_id)
-    files = message_id = None
-    try:
-        message, files = render_and_save(config, report)
-        logger.info("Digest %s: %d articles, saved as %s", iso_week, report.total, files.html)
-        reason = reason_not_to_send(send, force, record, config.email.to)
-        if reason is None:
-            # Options applied here, not in the decorator, so the delays are read when it runs.
-            send_mail.with_options(
-                retries=len(SEND_RETRY_DELAYS_SECONDS),
-                retry_delay_seconds=SEND_RETRY_DELAYS_SECONDS,
-            )(config.email, message)
-            message_id = str(message["Message-ID"])
-            logger.info("Digest %s sent to %s", iso_week, ", ".join(config.email.to))
-    except SendError as exc:
-        error = f"digest {iso_week} was not sent: {exc}. It was saved as {files.html} (.txt, .eml)"
-        record_outcome(config, run_id, report, files, None, error)
-        raise DigestNotSent(error) from exc
-    except Exception as exc:
-        record_outcome(config, run_id, report, files, None, f"{type(exc).__name__}: {exc}")
-        raise
-    record_outcome(config, run_id, report, files, message_id, None)
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        start_run(con, run_id, FLOW_NAME)
+        try:
+            report, record = read_week(con, config, iso_week)
+            counts["articles"] = report.total
+            message, files = render_and_save(config, report)
+            record_render(con, str(iso_week), run_id, report.total, files.as_strings())
+            logger.info("Digest %s: %d articles, saved as %s", iso_week, report.total, files.html)
+            reason = reason_not_to_send(send, force, record, config.email.to)
+            if reason is None:
+                # Options applied here, not in the decorator, so the delays are read when it runs.
+                send_mail.with_options(
+                    retries=len(SEND_RETRY_DELAYS_SECONDS),
+                    retry_delay_seconds=SEND_RETRY_DELAYS_SECONDS,
+                )(config.email, message)
+                record_sent(con, str(iso_week), str(message["Message-ID"]), config.email.to)
+                counts["sent"] = 1
+                logger.info("Digest %s sent to %s", iso_week, ", ".join(config.email.to))
+        except SendError as exc:
+            error = (
+                f"digest {iso_week} was not sent: {exc}. It was saved as {files.html} (.txt, .eml)"
+            )
+            record_send_failure(con, str(iso_week), str(exc))
+            finish_run(con, run_id, "failed", counts, [error])
+            raise DigestNotSent(error) from exc
+        except Exception as exc:
+            finish_run(con, run_id, "failed", counts, [f"{type(exc).__name__}: {exc}"])
+            raise
+        finish_run(con, run_id, "completed", counts)
+
     return DigestOutcome(
         week=str(iso_week),
         articles=report.total,
         files=files,
-        sent_to=list(config.email.to) if message_id else [],
+        sent_to=list(config.email.to) if counts["sent"] else [],
         not_sent_because=reason,
     )

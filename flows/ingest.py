@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from newsmon import progress
 from newsmon.config import Config, load_config
 from newsmon.extract import ExtractionOutcome, ExtractorPool
+from newsmon.flows.classify import classify_flow
 from newsmon.http import Fetcher, FetchLimits, FetchResult
 from newsmon.ingest import (
     BatchOutcome,
@@ -75,6 +76,14 @@ class IngestResult:
     summary: IngestSummary
     feed_errors: dict[str, str]
     page_errors: list[str]
+    feeds_unreachable: int = 0
+    classified: dict | None = None
+
+    @property
+    def network_unreachable(self) -> bool:
+        """Every feed polled failed without any server answering: likely no network at all."""
+        polled = self.summary.feeds_read + self.summary.feeds_failed
+        return polled > 0 and self.feeds_unreachable == polled
 
     def markdown(self) -> str:
         s = self.summary
@@ -171,6 +180,7 @@ def _poll_all(con: duckdb.DuckDBPyConnection, config: Config, run_id: str,
                                            config.fetch.max_backoff_hours)
                 if poll.outcome == "failed":
                     summary.feeds_failed += 1
+                    result.feeds_unreachable += poll.unreachable
                     result.feed_errors[poll.feed_url] = poll.error or "failed"
                     logger.warning("feed %s failed: %s", poll.feed_url, poll.error)
                 elif poll.outcome == "unchanged":
@@ -243,12 +253,15 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
     return result
 
 
-@flow(name="ingest", log_prints=True)
-def ingest_flow(config_path: str | None = None) -> IngestResult:
-    """Poll every configured feed and store each new article in the warehouse."""
+@flow(name="ingest")
+def ingest_flow(config_path: str | None = None, classify: bool = True) -> IngestResult:
+    """Poll every configured feed and store each new article; then classify what is new."""
     config = load_config(Path(config_path) if config_path else None)
-    result = run_ingest(config, str(flow_run.id or f"local-{_now():%Y%m%dT%H%M%S}"))
+    result = run_ingest(config, str(flow_run.id))
     create_markdown_artifact(
         key="ingest-summary", markdown=result.markdown(), description="newsmon ingest run"
     )
+    if classify:
+        # After run_ingest has released the writer: the classify flow takes it in turn.
+        result.classified = classify_flow(config_path)
     return result

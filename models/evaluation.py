@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from newsmon.labels import Label
+from newsmon.models.training import document_text
 
 LEARNING_CURVE_SIZES = (2, 10, 50)
 
@@ -68,9 +69,7 @@ def format_metrics(title: str, metrics: dict, max_confusion: int = 12) -> str:
     return "\n".join(lines)
 
 
-def sample_per_class(
-    targets: Sequence[str], n: int, rng: np.random.Generator
-) -> np.ndarray:
+def sample_per_class(targets: Sequence[str], n: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of at most n examples of each class, drawn at random."""
     targets = np.asarray(targets, dtype=object)
     chosen = [
@@ -108,7 +107,11 @@ def learning_curve(
         for _ in range(repeats):
             drawn = set(sample_per_class([getattr(x, task) for x in pool_labels], size, rng))
             chosen = [label for i, label in enumerate(pool_labels) if i in drawn]
-            rest = [label.text for i, label in enumerate(pool_labels) if i not in drawn]
+            rest = [
+                document_text(label.title, label.text)
+                for i, label in enumerate(pool_labels)
+                if i not in drawn
+            ]
             for name, trainer in trainers.items():
                 predicted = trainer(chosen, [*unlabelled, *rest], test)
                 scores[name].append(classification_metrics(truth, predicted)["macro_f1"])

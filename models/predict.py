@@ -40,7 +40,9 @@ def _classify(task: TaskModel, X: object) -> tuple[list[str], list[float | None]
     return [str(c) for c in classifier.classes_[best]], proba.max(axis=1).tolist()
 
 
-def predict(model: NewsClassifier, titles: Sequence[str | None], texts: Sequence[str]) -> Predictions:
+def predict(
+    model: NewsClassifier, titles: Sequence[str | None], texts: Sequence[str]
+) -> Predictions:
     documents = [document_text(title, text) for title, text in zip(titles, texts, strict=True)]
     n = len(documents)
     X = model.features.transform(documents)

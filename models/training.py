@@ -65,7 +65,7 @@ class NewsClassifier:
     library_versions: dict[str, str] = field(default_factory=dict)
 
     def pipeline(self, task: str) -> Pipeline:
-        """The task's features and classifier as one scikit-learn Pipeline (texts in, labels out)."""
+        """The task's features and classifier as one scikit-learn Pipeline."""
         model: TaskModel = getattr(self, task)
         if model.classifier is None:
             raise ValueError(f"no {task} classifier: {model.note}")
@@ -119,7 +119,7 @@ def train(
     self_training_rounds: int = 5,
     calibration_folds: int = 5,
 ) -> NewsClassifier:
-    """Fit features, topic and stance models. ``unlabelled``: texts (document_text) without labels."""
+    """Fit features, topic and stance models; ``unlabelled`` holds document_text()s."""
     if not labels:
         raise ValueError("no labels: add some with `newsmon seeds import` or `newsmon label`")
     labelled_texts = [document_text(label.title, label.text) for label in labels]

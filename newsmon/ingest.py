@@ -47,6 +47,10 @@ class FeedPoll:
     site_url: str | None
     entries: tuple[FeedEntry, ...]
     requests: tuple[RequestRecord, ...]
+    unreachable: bool = False  # no answer at all (DNS or connection): the network may be down
+
+
+UNREACHABLE_KINDS = frozenset({"dns", "connection"})
 
 
 def conditional_headers(state: FeedState, full_fetch_every: int) -> dict[str, str]:
@@ -81,6 +85,7 @@ def read_poll(state: FeedState, sent: dict[str, str], result: FetchResult) -> Fe
             site_url=parsed.get("site_url"),
             entries=parsed.get("entries", ()),
             requests=result.requests,
+            unreachable=result.error_kind in UNREACHABLE_KINDS,
         )
 
     if result.not_modified:

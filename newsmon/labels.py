@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from newsmon.config import Config
 
 NO_TOPIC = "none"
 SEED_FILE = "labels.jsonl"
@@ -47,7 +49,8 @@ class Label:
 
     def to_json(self) -> dict:
         """The import format (plus origin and labelled_at, which the import ignores)."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        required = ("id", "title", "text", "topic", "stance")
+        return {k: v for k, v in asdict(self).items() if v is not None or k in required}
 
 
 def _optional_string(record: dict, key: str) -> str | None:
@@ -67,7 +70,7 @@ def _required_string(record: dict, key: str) -> str:
 
 
 def parse_label(record: object, base_dir: Path | None = None, origin: str = "import") -> Label:
-    """One validated label; ``base_dir`` allows ``text_file`` (the seeds' own files) instead of text."""
+    """One label, validated; with ``base_dir``, a ``text_file`` there may replace text."""
     if not isinstance(record, dict):
         raise ValueError("expected a JSON object")
     for key in ("id", "title", "topic", "stance"):
@@ -167,5 +170,88 @@ def load_seeds(seeds_dir: Path) -> list[Label]:
 def add_user_labels(seeds_dir: Path, labels: Sequence[Label], origin: str) -> int:
     """Append labels to seeds/user_labels.jsonl, stamped with their origin and time."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    stamped = [replace(label, origin=origin, labelled_at=label.labelled_at or now) for label in labels]
+    stamped = [
+        replace(label, origin=origin, labelled_at=label.labelled_at or now) for label in labels
+    ]
     return write_labels(seeds_dir / USER_FILE, stamped, append=True)
+
+
+def seeds_dir(config: Config) -> Path:
+    """seeds/ beside the config file: the project's labelled baseline."""
+    return config.resolve(Path("seeds"))
+
+
+def all_labels(config: Config, extra_files: Sequence[Path] = ()) -> list[Label]:
+    """seeds/ plus labelled files given for one command; a later label of the same id wins."""
+    by_id = {label.id: label for label in load_seeds(seeds_dir(config))}
+    for path in extra_files:
+        by_id.update((label.id, label) for label in read_labels(path))
+    return list(by_id.values())
+
+
+@dataclass
+class LabelSession:
+    """The labelling loop's state, driven by single key presses (see ``press``).
+
+    Topic step: 1-9 pick a topic, 0 'none', s skip, u undo the last label, q quit.
+    Stance step: 1-9 pick a stance, x no stance (topic only), n a new stance name, u back, q quit.
+    """
+
+    topics: list[str]
+    stances: list[str]
+    n_articles: int
+    position: int = 0
+    topic: str | None = None  # chosen, waiting for the stance
+    decisions: list[tuple[int, str, str | None]] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def choosing_stance(self) -> bool:
+        return self.topic is not None
+
+    def _decide(self, stance: str | None) -> None:
+        assert self.topic is not None
+        self.decisions.append((self.position, self.topic, stance))
+        self.topic = None
+        self._advance()
+
+    def _advance(self) -> None:
+        self.position += 1
+        self.finished = self.position >= self.n_articles
+
+    def name_stance(self, name: str) -> None:
+        """The stance typed after 'n': a label newsmon has not seen before."""
+        name = name.strip()
+        if self.choosing_stance and name:
+            if name not in self.stances:
+                self.stances.append(name)
+            self._decide(name)
+
+
+def press(session: LabelSession, key: str) -> str | None:
+    """Apply one key; returns "name-stance" when the caller must ask for a new stance name."""
+    key = key.lower()
+    if key == "q":
+        session.finished = True
+    elif session.choosing_stance:
+        if key.isdigit() and 1 <= int(key) <= len(session.stances):
+            session._decide(session.stances[int(key) - 1])
+        elif key == "x":
+            session._decide(None)
+        elif key == "n":
+            return "name-stance"
+        elif key == "u":
+            session.topic = None
+    elif key == "0":
+        session.topic = NO_TOPIC
+        session._decide(None)
+    elif key.isdigit() and 1 <= int(key) <= len(session.topics):
+        session.topic = session.topics[int(key) - 1]
+    elif key == "s":
+        session._advance()
+    elif key == "u" and session.position > 0:
+        if session.decisions and session.decisions[-1][0] == session.position - 1:
+            session.decisions.pop()
+        session.position -= 1
+        session.finished = False
+    return None

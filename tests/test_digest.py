@@ -171,15 +171,18 @@ def build_warehouse(database: Path) -> None:
             )
             if topic is not None:
                 con.execute(
-                    "INSERT INTO predictions VALUES (?, 'm2', ?, ?, ?, ?, ?, NULL)",
+                    "INSERT INTO predictions (article_id, model_version, predicted_at, topic, "
+                    "topic_confidence, stance, stance_confidence) VALUES (?, 'm2', ?, ?, ?, ?, ?)",
                     [article_id, published, topic, topic_conf, stance, stance_conf],
                 )
         # A prediction by a retired model does not count: article 8 stays unclassified.
         con.execute(
-            "INSERT INTO predictions VALUES (8, 'm1', now(), 'dprk', 0.9, 'favor', 0.9, NULL)"
+            "INSERT INTO predictions (article_id, model_version, predicted_at, topic, topic_confidence) "
+            "VALUES (8, 'm1', now(), 'dprk', 0.9)"
         )
         con.execute(
-            "INSERT INTO model_versions VALUES "
+            "INSERT INTO model_versions (model_version, trained_at, is_current, artifact_path, "
+            "artifact_sha256, topic_macro_f1, stance_macro_f1, card) VALUES "
             "('m1', '2026-10-01', false, 'models/m1', 'x', 0.5, 0.4, '{}'), "
             "('m2', '2026-11-10 09:00+00', true, 'models/m2', 'y', 0.812, 0.643, '{}')"
         )

@@ -3,6 +3,8 @@
 DuckDB lets one process open a file for writing, or several for reading, never both. newsmon
 therefore takes a file lock beside the database before it opens it for writing, so that a
 second run waits its turn (and then reports clearly) instead of failing on DuckDB's own lock.
+Readers (analysts, `newsmon sql`, `newsmon status`) open the analyst copy that every writer
+publishes when it closes (newsmon.warehouse.analyst), so they never hold the live file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 from filelock import FileLock, Timeout
+
+from newsmon.warehouse.analyst import default_copy_path, publish
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -72,8 +76,11 @@ def lock_path(database: Path) -> Path:
 
 
 @contextmanager
-def open_writer(database: Path, lock_timeout: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The warehouse opened for writing, migrated, under the writer lock; checkpointed on close."""
+def open_writer(
+    database: Path, lock_timeout: float = 1800, analyst_copy: Path | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse opened for writing, migrated, under the writer lock; checkpointed on close,
+    then published as the analyst copy (``analyst_copy``, default beside the live file)."""
     database = Path(database)
     database.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path(database)))
@@ -92,15 +99,25 @@ def open_writer(database: Path, lock_timeout: float = 1800) -> Iterator[duckdb.D
             con.execute("CHECKPOINT")
         finally:
             con.close()
+            # After a failed run too: what it committed, and its runs row saying why, is what
+            # analysts and `newsmon status` need to see. Still under the lock: nothing writes.
+            publish(database, analyst_copy or default_copy_path(database))
     finally:
         lock.release()
 
 
 @contextmanager
-def open_reader(database: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection. Use it on the analyst copy, not on the live file."""
+def open_reader(database: Path, timezone: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection. Use it on the analyst copy, not on the live file.
+
+    ``timezone`` (an IANA name) sets the session's TimeZone, in which DuckDB shows timestamps
+    and the analyst views cut days and weeks.
+    """
     con = duckdb.connect(str(database), read_only=True)
     try:
+        if timezone:
+            quoted = timezone.replace("'", "''")
+            con.execute(f"SET TimeZone = '{quoted}'")
         yield con
     finally:
         con.close()

@@ -72,19 +72,27 @@ GROUP BY ALL
 """
 )
 
-# The week's articles on configured topics, with the start of their text (for story grouping
-# and ledes; the whole text is not needed and can be large).
+# The week's articles on configured topics, with the opening of their text for story grouping
+# (the whole text is not needed and can be large).
 TOPIC_ARTICLES = (
     _ARTICLES_IN_RANGE
     + """
 SELECT
     article_id, title, url, outlet, dated_at, simhash, topic, topic_confidence, stance,
-    stance_confidence, left(text, $text_chars) AS text_head
+    stance_confidence, left(text, $text_chars) AS opening
 FROM in_range
 WHERE classified AND list_contains($topics, topic)
 ORDER BY dated_at, article_id
 """
 )
+
+# The start of chosen articles' texts, for the top stories' ledes. The bound on first_seen_at
+# skips old row groups, as above.
+ARTICLE_TEXTS = """
+SELECT article_id, left(text, $text_chars)
+FROM articles
+WHERE first_seen_at >= $from AND list_contains($ids, article_id)
+"""
 
 # Every feed fetched in the week, with how many of its attempts failed (no response, or an
 # HTTP error) and the last failure's reason; the digest lists those that failed.

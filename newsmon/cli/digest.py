@@ -19,7 +19,7 @@ def digest(
         typer.Option(help="ISO week such as 2026-W47 (default: the last complete week)."),
     ] = None,
     send: Annotated[
-        bool, typer.Option("--send/--no-send", help="Mail it to [email] to, or only save it.")
+        bool, typer.Option("--send/--no-send", help="Mail it to email.to, or only save it.")
     ] = True,
     force: Annotated[
         bool, typer.Option("--force", help="Mail it even if this week's digest was sent already.")

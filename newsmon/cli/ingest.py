@@ -1,6 +1,10 @@
-"""`newsmon ingest`: one ingest run on Prefect's local ephemeral API, with progress bars."""
+"""`newsmon ingest` and `newsmon run`: flow runs on Prefect's local ephemeral API, with progress
+bars while they work and a summary when they end."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -8,7 +12,13 @@ from rich.table import Table
 
 from newsmon import progress
 from newsmon.cli._app import app, console, fail, get_config
+from newsmon.config import Config
 from newsmon.warehouse import WarehouseBusy
+
+OFFLINE_HINT = (
+    "No feed answered at all: the network looks unreachable from here. "
+    "Try `newsmon demo`, which runs the whole cycle on a demo site served on this machine."
+)
 
 
 class RichListener:
@@ -25,7 +35,20 @@ class RichListener:
         self.bars.advance(self.tasks[stage], amount)
 
 
-def summary_table(result) -> Table:
+@contextmanager
+def showing_progress() -> Iterator[None]:
+    """Progress bars for the flows run inside the block; a busy warehouse is a clean error."""
+    bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
+    try:
+        with bars, progress.listening(RichListener(bars)):
+            yield
+    except WarehouseBusy as exc:
+        raise fail(str(exc)) from None
+
+
+def print_ingest(result) -> None:
+    """The run summary, then one line per failed feed."""
     s = result.summary
     table = Table(title=f"ingest run {result.run_id}", show_edge=False)
     columns = ("", "ok / new", "unchanged / updated", "duplicate", "failed", "skipped / parked")
@@ -35,27 +58,61 @@ def summary_table(result) -> Table:
                   str(s.feeds_skipped))
     table.add_row("articles", str(s.articles_new), str(s.articles_updated),
                   str(s.articles_duplicate), str(s.articles_failed), str(s.articles_parked))
-    return table
+    console.print(table)
+    for url, error in result.feed_errors.items():
+        console.print(f"[red]feed failed[/] {url}: {error}", highlight=False)
+    if result.network_unreachable:
+        console.print(f"[bold yellow]{OFFLINE_HINT}[/]")
+    if result.classified is not None:
+        classified = result.classified
+        if classified.get("model_version"):
+            console.print(f"classified {classified['classified']} article(s) with model "
+                          f"{classified['model_version']}")
+        elif classified.get("note"):
+            console.print(f"not classified: {classified['note']}", highlight=False)
+
+
+def require_feeds(config: Config) -> None:
+    if not config.feeds:
+        raise fail(f"{config.source}: no [[feeds]] configured; add at least one feed URL")
+
+
+def exit_code(result) -> int:
+    """Non-zero only when feeds were polled and not one could be read."""
+    polled = result.summary.feeds_read + result.summary.feeds_failed
+    return 1 if polled and not result.summary.feeds_read else 0
 
 
 @app.command()
 def ingest(ctx: typer.Context) -> None:
-    """Poll every feed once and store new articles. Exits 1 only when no feed could be read."""
+    """Poll every feed once, store new articles, classify them. Exits 1 only if no feed could
+    be read."""
     config = get_config(ctx)
-    if not config.feeds:
-        raise fail(f"{config.source}: no [[feeds]] configured; add at least one feed URL")
+    require_feeds(config)
     from newsmon.flows.ingest import ingest_flow  # Prefect is slow to import; only when needed
 
-    bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
-    try:
-        with bars, progress.listening(RichListener(bars)):
-            result = ingest_flow(str(config.source))
-    except WarehouseBusy as exc:
-        raise fail(str(exc)) from None
-    console.print(summary_table(result))
-    for url, error in result.feed_errors.items():
-        console.print(f"[red]feed failed[/] {url}: {error}", highlight=False)
-    polled = result.summary.feeds_read + result.summary.feeds_failed
-    if polled and not result.summary.feeds_read:
-        raise typer.Exit(1)
+    with showing_progress():
+        result = ingest_flow(str(config.source))
+    print_ingest(result)
+    raise typer.Exit(exit_code(result))
+
+
+@app.command()
+def run(ctx: typer.Context) -> None:
+    """The main job: ingest, classify, and the weekly digest when one is due."""
+    config = get_config(ctx)
+    require_feeds(config)
+    from newsmon.flows.cycle import cycle_flow
+
+    with showing_progress():
+        result = cycle_flow(str(config.source))
+    print_ingest(result.ingest)
+    if result.digest is None:
+        console.print(f"digest {result.digest_week}: already done, none due")
+    else:
+        digest = result.digest
+        sent = f"mailed to {', '.join(digest.sent_to)}" if digest.sent_to else (
+            f"not mailed ({digest.not_sent_because})")
+        console.print(f"digest {digest.week}: {digest.articles} article(s), saved as "
+                      f"{digest.files.html}; {sent}", highlight=False)
+    raise typer.Exit(exit_code(result.ingest))

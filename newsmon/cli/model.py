@@ -1,1 +1,337 @@
-"""Commands added by the model work (placeholder until it lands)."""
+"""`newsmon model train|evaluate`, `newsmon seeds import`, `newsmon label`, `newsmon classify`.
+
+Training reads the warehouse, then lets it go: the writer lock is never held while a model
+trains or while a person labels, so the scheduled ingest is not kept waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+
+from newsmon.cli._app import app, console, fail, get_config
+from newsmon.config import Config
+from newsmon.labels import (
+    NO_TOPIC,
+    Label,
+    LabelFileError,
+    LabelSession,
+    add_user_labels,
+    all_labels,
+    load_seeds,
+    press,
+    read_labels,
+    seeds_dir,
+    write_labels,
+)
+from newsmon.models.artifacts import save, versions_dir
+from newsmon.models.evaluation import classification_metrics, format_metrics, learning_curve
+from newsmon.models.predict import predict
+from newsmon.models.training import NewsClassifier, document_text, train
+from newsmon.warehouse.classify import (
+    least_confident,
+    record_model,
+    replace_labels,
+    unlabelled_texts,
+)
+from newsmon.warehouse.db import open_writer
+
+model_app = typer.Typer(
+    help="Train and evaluate the topic and stance models.", no_args_is_help=True
+)
+seeds_app = typer.Typer(help="The labelled seed set in seeds/.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(seeds_app, name="seeds")
+
+# Unlabelled articles self-training reads: the most recent ones. More adds training time with
+# little gain once the vocabulary of current news is covered.
+MAX_UNLABELLED = 20_000
+# Articles fetched per labelling session.
+LABEL_QUEUE = 50
+# Characters of the article shown while labelling: the first paragraphs.
+SHOWN_CHARS = 1500
+
+SeedFiles = Annotated[
+    list[Path] | None,
+    typer.Option("--seeds", help="Extra labelled JSONL file(s) for this run.", exists=True),
+]
+
+
+def _labels(config: Config, extra: list[Path] | None = None) -> list[Label]:
+    try:
+        return all_labels(config, extra or [])
+    except LabelFileError as exc:
+        raise fail(str(exc)) from None
+
+
+def _sync_and_read_pool(config: Config, labels: list[Label]) -> list[str]:
+    """Mirror the labels into the warehouse; return the unlabelled texts to learn from."""
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        replace_labels(con, labels)
+        rows = unlabelled_texts(con, MAX_UNLABELLED)
+    return [document_text(title, text) for title, text in rows]
+
+
+def _describe(model: NewsClassifier) -> None:
+    for task in (model.topic, model.stance):
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(task.label_counts.items())) or "none"
+        console.print(f"[bold]{task.task}[/] labels ({counts})")
+        if task.classifier is not None:
+            cv = task.cv_predictions()
+            score = (
+                f"cross-validated macro-F1 {classification_metrics(*cv)['macro_f1']:.3f}"
+                if cv
+                else "too few labels to cross-validate"
+            )
+            console.print(f"  predicts {', '.join(task.classes)}; {score}")
+        elif task.task == "topic" and model.keyword_rule.topics:
+            console.print(
+                f"  keyword rule for {', '.join(model.keyword_rule.topics)}, no confidence"
+            )
+        if task.note:
+            console.print(f"  [yellow]cannot:[/] {task.note}", highlight=False)
+
+
+@model_app.command("train")
+def train_command(
+    ctx: typer.Context,
+    seeds: SeedFiles = None,
+    classify: Annotated[
+        bool, typer.Option(help="Re-classify stored articles with the new model.")
+    ] = True,
+) -> None:
+    """Train topic and stance models from seeds/ (and --seeds files) and make them current."""
+    from newsmon.flows.classify import classify_stored
+
+    config = get_config(ctx)
+    labels = _labels(config, seeds)
+    if not labels:
+        raise fail(f"no labels in {seeds_dir(config)}: add some with `newsmon seeds import`")
+    pool = _sync_and_read_pool(config, labels)
+    console.print(f"training on {len(labels)} label(s) and {len(pool)} unlabelled article(s)")
+    model = train(labels, pool, config.topics)
+    saved = save(model, versions_dir(config))
+    try:
+        stored_path = saved.path.relative_to(config.base_dir)
+    except ValueError:
+        stored_path = saved.path
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        record_model(con, saved.version, str(stored_path), saved.sha256, saved.card)
+    _describe(model)
+    console.print(f"model [bold]{saved.version}[/] saved to {saved.path} and made current")
+    if classify:
+        outcome = classify_stored(config)
+        console.print(f"classified {outcome['classified']} stored article(s)")
+
+
+def _split(labels: list[Label], fraction: float = 0.3) -> tuple[list[Label], list[Label]]:
+    """A fixed held-out share of the labels, for the learning curve without a test file."""
+    import random
+
+    shuffled = sorted(labels, key=lambda label: label.id)
+    random.Random(0).shuffle(shuffled)
+    cut = int(len(shuffled) * fraction)
+    return shuffled[cut:], shuffled[:cut]
+
+
+def _curve_trainer(task: str, rounds: int):
+    def run(chosen: list[Label], unlabelled: list[str], test: list[Label]) -> list[str | None]:
+        model = train(chosen, unlabelled, self_training_rounds=rounds, calibration_folds=0)
+        classifier = getattr(model, task).classifier
+        if classifier is None:
+            return [None] * len(test)
+        texts = [document_text(x.title, x.text) for x in test]
+        return list(classifier.predict(model.features.transform(texts)))
+
+    return run
+
+
+@model_app.command("evaluate")
+def evaluate_command(
+    ctx: typer.Context,
+    test: Annotated[
+        Path | None, typer.Option("--test", help="Labelled JSONL to score on.", exists=True)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    curve: Annotated[
+        bool, typer.Option(help="Learning curve at 2, 10, 50 labels per class.")
+    ] = True,
+    repeats: Annotated[int, typer.Option(min=1, help="Draws per learning-curve size.")] = 3,
+) -> None:
+    """Score the models on a test file, or by cross-validation on the labels when none is given."""
+    config = get_config(ctx)
+    labels = _labels(config)
+    try:
+        test_labels = read_labels(test) if test else None
+    except LabelFileError as exc:
+        raise fail(str(exc)) from None
+    if not labels:
+        raise fail(f"no labels in {seeds_dir(config)}: add some with `newsmon seeds import`")
+    pool = _sync_and_read_pool(config, labels)
+    model = train(labels, pool, config.topics)
+    report: dict = {"method": "test file" if test else "cross-validation", "tasks": {}}
+    predictions = None
+    if test_labels:
+        predictions = predict(model, [x.title for x in test_labels], [x.text for x in test_labels])
+    for task in ("topic", "stance"):
+        task_model = getattr(model, task)
+        entry: dict = {"cannot": task_model.note, "metrics": None}
+        if test_labels is not None:
+            rows = [i for i, x in enumerate(test_labels) if getattr(x, task) is not None]
+            if rows:
+                entry["metrics"] = classification_metrics(
+                    [getattr(test_labels[i], task) for i in rows],
+                    [getattr(predictions, task)[i] for i in rows],
+                )
+        elif (cv := task_model.cv_predictions()) is not None:
+            entry["metrics"] = classification_metrics(*cv)
+        if curve:
+            train_part, test_part = (labels, test_labels) if test_labels else _split(labels)
+            entry["learning_curve"] = learning_curve(
+                task,
+                train_part,
+                test_part,
+                pool,
+                {
+                    "labelled_only": _curve_trainer(task, rounds=0),
+                    "with_unlabelled": _curve_trainer(task, rounds=5),
+                },
+                repeats=repeats,
+            )
+        report["tasks"][task] = entry
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for task, entry in report["tasks"].items():
+        if entry["metrics"]:
+            typer.echo(format_metrics(f"{task} ({report['method']})", entry["metrics"]))
+        else:
+            typer.echo(f"{task}: nothing to score ({entry['cannot'] or 'no labelled test rows'})")
+        if entry["cannot"]:
+            typer.echo(f"  cannot: {entry['cannot']}")
+        for row in entry.get("learning_curve", []):
+            typer.echo(
+                f"  {row['labels_per_class']:>3} labels/class: macro-F1 "
+                f"{row['labelled_only']['macro_f1']:.3f} labelled only, "
+                f"{row['with_unlabelled']['macro_f1']:.3f} with unlabelled articles"
+            )
+
+
+@seeds_app.command("import")
+def seeds_import(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Labelled JSONL file(s).", exists=True)],
+) -> None:
+    """Add labels in bulk to seeds/user_labels.jsonl. A file with any bad line adds nothing."""
+    config = get_config(ctx)
+    try:
+        new = [label for path in files for label in read_labels(path)]
+    except LabelFileError as exc:
+        raise fail(str(exc)) from None
+    added = add_user_labels(seeds_dir(config), new, origin="import")
+    labels = _labels(config)
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        replace_labels(con, labels)
+    configured = {topic.id for topic in config.topics} | {NO_TOPIC}
+    unknown = sorted({label.topic for label in new} - configured)
+    console.print(f"imported {added} label(s); seeds/ now holds {len(labels)}")
+    if unknown:
+        console.print(f"[yellow]note:[/] topics not in the config: {', '.join(unknown)}")
+
+
+def _show(article: dict, session: LabelSession, total: int) -> None:
+    date = article["published_at"].date().isoformat() if article["published_at"] else "undated"
+    guess = f"{article['topic']}" + (
+        f" ({article['topic_confidence']:.0%})"
+        if article["topic_confidence"] is not None
+        else " (no confidence)"
+    )
+    if article["stance"]:
+        guess += f", stance {article['stance']} ({article['stance_confidence']:.0%})"
+    elif article["stance_note"]:
+        guess += f", no stance: {article['stance_note']}"
+    body = textwrap.shorten(article["text"] or "", SHOWN_CHARS, placeholder=" …")
+    console.print(
+        Panel(
+            f"[bold]{article['title'] or '(untitled)'}[/]\n{article['site'] or ''} · {date}\n\n"
+            f"{body}\n\n[dim]model: {guess}[/]",
+            title=f"{session.position + 1}/{total}",
+            highlight=False,
+        )
+    )
+    if session.choosing_stance:
+        keys = "  ".join(f"{i}={s}" for i, s in enumerate(session.stances, 1))
+        console.print(f"stance toward {session.topic}: {keys}  x=none  n=new  u=back  q=quit")
+    else:
+        keys = "  ".join(f"{i}={t}" for i, t in enumerate(session.topics, 1))
+        console.print(f"topic: {keys}  0=none  s=skip  u=undo  q=quit")
+
+
+@app.command("label")
+def label_command(
+    ctx: typer.Context,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write all labels as import-format JSONL.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Articles to offer.")] = LABEL_QUEUE,
+) -> None:
+    """Label the stored articles the model is least sure about, one key at a time."""
+    config = get_config(ctx)
+    if export:
+        count = write_labels(export, _labels(config))
+        console.print(f"wrote {count} label(s) to {export}")
+        return
+    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        queue = least_confident(con, limit)
+    if not queue:
+        raise fail("no classified articles to label: run `newsmon classify` first", code=1)
+    labels = _labels(config)
+    topics = [t.id for t in config.topics]
+    topics += sorted({x.topic for x in labels} - set(topics) - {NO_TOPIC})
+    session = LabelSession(
+        topics=topics[:9],
+        stances=sorted({x.stance for x in labels if x.stance})[:9],
+        n_articles=len(queue),
+    )
+    try:
+        while not session.finished:
+            _show(queue[session.position], session, len(queue))
+            if press(session, typer.getchar()) == "name-stance":
+                session.name_stance(typer.prompt("new stance"))
+    except KeyboardInterrupt:
+        console.print("interrupted: keeping the labels made so far")
+    new = [
+        Label(
+            id=queue[i]["canonical_url"],
+            title=queue[i]["title"],
+            text=queue[i]["text"],
+            topic=topic,
+            stance=stance,
+            url=queue[i]["canonical_url"],
+            published=queue[i]["published_at"].isoformat() if queue[i]["published_at"] else None,
+            source=queue[i]["site"],
+        )
+        for i, topic, stance in session.decisions
+    ]
+    if new:
+        add_user_labels(seeds_dir(config), new, origin="labelled")
+        with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+            replace_labels(con, load_seeds(seeds_dir(config)))
+    console.print(f"saved {len(new)} label(s) to seeds/; `newsmon model train` to use them")
+
+
+@app.command("classify")
+def classify_command(ctx: typer.Context) -> None:
+    """Classify stored articles that lack a prediction from the current model (Prefect flow)."""
+    from newsmon.flows.classify import classify_flow
+
+    config = get_config(ctx)
+    outcome = classify_flow(config_path=str(config.source) if config.source else None)
+    if outcome["model_version"] is None:
+        raise fail(outcome["note"], code=1)
+    console.print(f"classified {outcome['classified']} article(s) with {outcome['model_version']}")

@@ -15,9 +15,10 @@ from matplotlib.figure import Figure
 
 from newsmon.digest.report import UNCLASSIFIED, DigestReport, TopicReport, stance_order
 
-# Drawn at twice the width the mail shows them (600 px), so they stay sharp on dense screens.
+# Drawn at 1.5 times the width the mail shows them (584 px): sharp on dense screens, and each
+# chart costs less to draw than at 2x.
 WIDTH_INCHES = 6.0
-DPI = 200
+DPI = 150
 TOPIC_COLOURS = ("#0072B2", "#E69F00", "#CC79A7", "#009E73", "#56B4E9", "#D55E00", "#F0E442")
 UNCLASSIFIED_COLOUR = "#BBBBBB"
 STANCE_COLOURS = {"favor": "#009E73", "against": "#D55E00", "neutral": "#8C8C8C", None: "#D9D9D9"}
@@ -45,8 +46,11 @@ def stance_label(stance: str | None) -> str:
 
 
 def _figure(height: float) -> Figure:
-    figure = Figure(figsize=(WIDTH_INCHES, height), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(WIDTH_INCHES, height), dpi=DPI)
     figure.set_facecolor("white")
+    # Fixed margins (room for the legend on the right) rather than a layout engine: the charts
+    # are the digest's largest cost, and constrained layout measures every label again.
+    figure.subplots_adjust(left=0.09, right=0.79, top=0.92, bottom=0.11)
     return figure
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from newsmon.config import Config
-from newsmon.digest.stories import StoryCandidate, group_stories, lede
+from newsmon.digest.stories import OPENING_CHARS, StoryCandidate, group_stories, lede
 from newsmon.digest.weeks import IsoWeek
 from newsmon.warehouse import digest as queries
 
@@ -30,9 +30,9 @@ REVIEW_BELOW = 0.75
 # A feed that failed less than this share of its fetches and works at the end of the week had
 # passing trouble: it is named in one line, not given a row in the failures table.
 PASSING_TROUBLE_SHARE = 0.1
-# Characters of article text fetched per article: enough for story grouping and a lede past
-# the leftovers that often precede the prose, without pulling whole articles out.
-TEXT_HEAD_CHARS = 1500
+# Characters of text fetched for a lede: enough to get past the leftovers that often precede
+# the prose ("Skip to content", the title again, a byline), without pulling whole articles out.
+LEDE_SOURCE_CHARS = 1500
 # Stances in this order first (the usual labels); any other label the model has follows.
 KNOWN_STANCES = ("favor", "against", "neutral")
 # The daily series of articles that have no current prediction yet.
@@ -185,22 +185,32 @@ def _stance_counts(
 
 
 def _stories(
+    con: duckdb.DuckDBPyConnection,
+    week_start: datetime,
     articles: list[Article],
-    heads: Mapping[int, str],
-    near_bits: int,
+    openings: Mapping[int, str],
     simhashes: Mapping[int, int | None],
+    near_bits: int,
 ) -> list[Story]:
     """The topic's top stories: most outlets first, then most articles, then earliest."""
     candidates = [
-        StoryCandidate(a.title, heads.get(a.article_id, ""), simhashes[a.article_id], a.dated_at)
+        StoryCandidate(a.title, openings[a.article_id], simhashes[a.article_id], a.dated_at)
         for a in articles
     ]
     groups = [[articles[i] for i in group] for group in group_stories(candidates, near_bits)]
     groups.sort(key=lambda g: (-len({a.outlet for a in g}), -len(g), g[0].dated_at))
-    return [
-        Story(articles=group, lede=lede(heads.get(group[0].article_id), group[0].title))
-        for group in groups[:TOP_STORIES]
-    ]
+    top = groups[:TOP_STORIES]
+    texts = dict(
+        con.execute(
+            queries.ARTICLE_TEXTS,
+            {
+                "from": week_start,
+                "ids": [group[0].article_id for group in top],
+                "text_chars": LEDE_SOURCE_CHARS,
+            },
+        ).fetchall()
+    )
+    return [Story(group, lede(texts.get(group[0].article_id), group[0].title)) for group in top]
 
 
 def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> DigestReport:
@@ -240,11 +250,11 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
             daily[topics[topic].name][day_index[day]] += count
 
     by_topic: dict[str, list[Article]] = defaultdict(list)
-    heads: dict[int, str] = {}
+    openings: dict[int, str] = {}
     simhashes: dict[int, int | None] = {}
     cursor = con.execute(
         queries.TOPIC_ARTICLES,
-        {**_range(week, zone), "topics": list(topics), "text_chars": TEXT_HEAD_CHARS},
+        {**_range(week, zone), "topics": list(topics), "text_chars": OPENING_CHARS},
     )
     for (
         article_id,
@@ -257,7 +267,7 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         topic_conf,
         stance,
         stance_conf,
-        text_head,
+        opening,
     ) in cursor.fetchall():
         by_topic[topic].append(
             Article(
@@ -272,7 +282,7 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
                 stance_conf,
             )
         )
-        heads[article_id] = text_head or ""
+        openings[article_id] = opening or ""
         simhashes[article_id] = simhash
 
     topic_reports = []
@@ -287,7 +297,14 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
                 count=sum(this_week.values()),
                 previous_count=sum(last_week.values()),
                 stances=_stance_counts(this_week, last_week),
-                stories=_stories(articles, heads, config.ingest.near_duplicate_bits, simhashes),
+                stories=_stories(
+                    con,
+                    week.start(zone),
+                    articles,
+                    openings,
+                    simhashes,
+                    config.ingest.near_duplicate_bits,
+                ),
                 outlets=Counter(a.outlet for a in articles).most_common(TOP_OUTLETS),
                 needs_review=sorted(
                     (a for a in articles if a.confidence < REVIEW_BELOW),

@@ -32,7 +32,7 @@ MIN_DOCUMENT_CEILING = 10
 # Characters of the article's opening compared besides the title: the first sentences carry
 # the story's names and facts; further text adds time (the digest's largest cost) more than
 # it helps.
-OPENING_CHARS = 300
+OPENING_CHARS = 200
 # Rows of the similarity matrix computed at once: bounds memory for large weeks.
 CHUNK_ROWS = 1024
 

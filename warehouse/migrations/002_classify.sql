@@ -22,6 +22,8 @@ CREATE TABLE labels (
     article_id  BIGINT,              -- when the label is for a stored article
     title       VARCHAR,
     text        VARCHAR,
+    url         VARCHAR,             -- the article's URL; links a label to a stored article again
+                                     -- after a rebuild, when article ids have changed
     topic       VARCHAR NOT NULL,    -- a configured topic id, or 'none'
     stance      VARCHAR,             -- NULL for a topic-only label
     source      VARCHAR NOT NULL,    -- seed | import | labelled
@@ -37,7 +39,8 @@ CREATE TABLE predictions (
     model_version     VARCHAR NOT NULL,
     predicted_at      TIMESTAMPTZ NOT NULL,
     topic             VARCHAR,
-    topic_confidence  DOUBLE,
+    topic_confidence  DOUBLE,           -- NULL when nothing measured it (the keyword rule)
+    topic_note        VARCHAR,          -- what the model could not do (no 'none' examples, ...)
     stance            VARCHAR,
     stance_confidence DOUBLE,
     stance_note       VARCHAR

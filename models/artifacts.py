@@ -1,0 +1,116 @@
+"""Versioned model artifacts: models/versions/<version>/model.joblib with card.json beside it.
+
+joblib (pickle) can run code when loaded, so a file is loaded only when its SHA-256 matches the
+hash recorded at training time (in the card and in the warehouse's model_versions row): a
+swapped or corrupted file is refused instead of executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import joblib
+
+from newsmon.config import Config
+from newsmon.models.evaluation import classification_metrics
+from newsmon.models.training import MIN_EXAMPLES, NewsClassifier, TaskModel
+
+ARTIFACT_NAME = "model.joblib"
+CARD_NAME = "card.json"
+
+
+class ArtifactError(Exception):
+    """A model file that is missing or does not match its recorded hash."""
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    version: str
+    path: Path
+    sha256: str
+    card: dict
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _task_card(task: TaskModel) -> dict:
+    cv = task.cv_predictions()
+    return {
+        "label_counts": task.label_counts,
+        "predicts": task.classes,
+        "method": "self-trained linear SVM" if task.classifier else None,
+        "cannot": task.note,
+        "cross_validated": classification_metrics(*cv) if cv else None,
+        "temperature": task.classifier.temperature_ if task.classifier else None,
+    }
+
+
+def model_card(model: NewsClassifier, version: str) -> dict:
+    """What the model is, what it was trained on, how well it did, and what it cannot do."""
+    return {
+        "version": version,
+        "trained_at": model.trained_at,
+        "topic": _task_card(model.topic),
+        "stance": _task_card(model.stance),
+        "topic_rule": None
+        if model.topic.classifier
+        else {"keywords": dict(model.keyword_rule.keywords), "confidence": None},
+        "unlabelled_articles": model.n_unlabelled,
+        "features": {
+            "kind": "TF-IDF of word unigrams and bigrams (sublinear tf, L2), title + text",
+            "min_df": model.features.min_df,
+            "n_features": model.features.n_features,
+        },
+        "training": {
+            "classifier": "LinearSVC, class-balanced self-training on unlabelled articles",
+            "confidence": "softmax of SVM scores, temperature fitted on out-of-fold scores",
+            "min_examples_per_class": MIN_EXAMPLES,
+        },
+        "library_versions": {**model.library_versions, "python": platform.python_version()},
+    }
+
+
+def save(model: NewsClassifier, versions_dir: Path) -> SavedModel:
+    """Write the model and its card under a new version name (UTC time of training)."""
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    folder = versions_dir / version
+    folder.mkdir(parents=True, exist_ok=False)
+    path = folder / ARTIFACT_NAME
+    joblib.dump(model, path, compress=3)
+    digest = sha256_of(path)
+    card = {**model_card(model, version), "artifact_sha256": digest}
+    (folder / CARD_NAME).write_text(
+        json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    return SavedModel(version, path, digest, card)
+
+
+def load(path: Path, sha256: str) -> NewsClassifier:
+    """The model at ``path``, after checking that its bytes are the ones recorded at training."""
+    if not path.is_file():
+        raise ArtifactError(f"{path}: model file missing (run `newsmon model train`)")
+    actual = sha256_of(path)
+    if actual != sha256:
+        raise ArtifactError(
+            f"{path}: SHA-256 {actual[:12]}… does not match recorded {sha256[:12]}…"
+        )
+    model = joblib.load(path)
+    if not isinstance(model, NewsClassifier):
+        raise ArtifactError(f"{path}: not a newsmon model")
+    return model
+
+
+def versions_dir(config: Config) -> Path:
+    """models/versions/ beside the config file (gitignored: artifacts are rebuilt by training)."""
+    return config.resolve(Path("models/versions"))

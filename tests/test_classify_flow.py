@@ -1,0 +1,168 @@
+"""Classify end to end: real DuckDB files, the CLI, and real Prefect flow runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+from typer.testing import CliRunner
+
+from newsmon.cli import app
+from newsmon.config import load_config
+from newsmon.flows.classify import classify_flow
+from newsmon.labels import USER_FILE, write_labels
+from newsmon.warehouse.db import open_reader, open_writer
+from tests.test_classify_model import corpus
+
+CONFIG = """
+[warehouse]
+path = "warehouse/test.duckdb"
+
+[[topics]]
+id = "sport"
+name = "Sport"
+target = "Football"
+keywords = ["league"]
+
+[[topics]]
+id = "markets"
+name = "Markets"
+target = "Stocks"
+keywords = ["shares"]
+"""
+
+
+def store_articles(database: Path, texts: list[str], first_id: int = 1) -> None:
+    n = len(texts)
+    batch = pa.table(
+        {
+            "article_id": list(range(first_id, first_id + n)),
+            "canonical_url": [f"https://news.test/{first_id + i}" for i in range(n)],
+            "title": [f"story {first_id + i}" for i in range(n)],
+            "text": texts,
+        }
+    )
+    with open_writer(database) as con:
+        con.register("batch", batch)
+        con.execute(
+            """
+            INSERT INTO articles (article_id, canonical_url, title, first_seen_at, fetched_at,
+                                  site, text, word_count, content_hash, extraction)
+            SELECT article_id, canonical_url, title, now(), now(), 'news.test', text, 50,
+                   md5(text), 'trafilatura'
+            FROM batch
+            """
+        )
+
+
+def setup_project(write_config, tmp_path: Path) -> Path:
+    config_path = write_config(CONFIG)
+    write_labels(tmp_path / "seeds" / "labels.jsonl", corpus(6))
+    store_articles(load_config(config_path).warehouse_path, [x.text for x in corpus(5, seed=7)])
+    return config_path
+
+
+def query(config_path: Path, sql: str) -> list[tuple]:
+    with open_reader(load_config(config_path).warehouse_path) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_train_classify_and_retrain_keep_predictions_per_version(
+    prefect_harness, write_config, tmp_path: Path
+) -> None:
+    config_path = setup_project(write_config, tmp_path)
+    runner = CliRunner()
+    trained = runner.invoke(app, ["-c", str(config_path), "model", "train", "--no-classify"])
+    assert trained.exit_code == 0, trained.output
+    assert "predicts against, favor" in trained.output
+    (first,) = query(config_path, "SELECT model_version FROM model_versions WHERE is_current")
+    card = json.loads(next((tmp_path / "models" / "versions").glob("*/card.json")).read_text())
+    assert card["version"] == first[0] and card["topic"]["label_counts"]["none"] == 6
+
+    outcome = classify_flow(config_path=str(config_path))
+    assert outcome["classified"] == 15 and outcome["remaining"] == 0
+    assert classify_flow(config_path=str(config_path))["classified"] == 0
+    runs = query(config_path, "SELECT status, counts->>'classified' FROM runs ORDER BY started_at")
+    assert runs == [("completed", "15"), ("completed", "0")]
+    labels = query(config_path, "SELECT count(*), count(DISTINCT source) FROM labels")
+    assert labels == [(18, 1)]
+
+    # A new model re-classifies what is stored; the old version's predictions stay.
+    retrained = runner.invoke(app, ["-c", str(config_path), "model", "train"])
+    assert retrained.exit_code == 0, retrained.output
+    assert "classified 15 stored article(s)" in retrained.output
+    per_version = query(
+        config_path,
+        "SELECT model_version, count(*) FROM predictions GROUP BY ALL ORDER BY model_version",
+    )
+    assert [count for _, count in per_version] == [15, 15]
+    current = query(config_path, "SELECT DISTINCT model_version FROM current_predictions")
+    assert current == [(per_version[1][0],)]
+    wrong = query(
+        config_path,
+        """SELECT count(*) FROM current_predictions
+           WHERE topic IS NULL OR topic_confidence NOT BETWEEN 0 AND 1""",
+    )
+    assert wrong == [(0,)]
+
+
+def test_classify_without_a_model_says_so(prefect_harness, write_config, tmp_path) -> None:
+    config_path = setup_project(write_config, tmp_path)
+    result = CliRunner().invoke(app, ["-c", str(config_path), "classify"])
+    assert result.exit_code == 1
+    assert "no model trained yet" in result.output
+    assert query(config_path, "SELECT status, errors FROM runs") == [
+        ("completed", '["no model trained yet: run `newsmon model train`"]')
+    ]
+
+
+def test_seeds_import_refuses_a_bad_file_whole(write_config, tmp_path: Path) -> None:
+    config_path = setup_project(write_config, tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    good_line = json.dumps(
+        {"id": "x", "title": None, "text": "t", "topic": "sport", "stance": None}
+    )
+    bad.write_text(good_line + "\n" + '{"id": "y"}\n', encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(app, ["-c", str(config_path), "seeds", "import", str(bad)])
+    assert result.exit_code == 2
+    assert "line 2: missing 'title'" in result.output
+    assert not (tmp_path / "seeds" / USER_FILE).exists()
+
+    bad.write_text(good_line.replace("sport", "cooking") + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["-c", str(config_path), "seeds", "import", str(bad)])
+    assert result.exit_code == 0, result.output
+    assert "topics not in the config: cooking" in result.output
+    assert query(config_path, "SELECT source FROM labels WHERE label_id = 'x'") == [("import",)]
+    exported = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["-c", str(config_path), "label", "--export", str(exported)])
+    assert result.exit_code == 0
+    assert len(exported.read_text().splitlines()) == 19
+
+
+def test_evaluate_json_reports_metrics_and_learning_curve(write_config, tmp_path: Path) -> None:
+    config_path = setup_project(write_config, tmp_path)
+    test_file = tmp_path / "test.jsonl"
+    write_labels(test_file, corpus(4, seed=11))
+    result = CliRunner().invoke(
+        app,
+        [
+            "-c",
+            str(config_path),
+            "model",
+            "evaluate",
+            "--test",
+            str(test_file),
+            "--json",
+            "--repeats",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    topic = report["tasks"]["topic"]
+    assert topic["metrics"]["n"] == 12 and topic["metrics"]["macro_f1"] > 0.8
+    assert topic["metrics"]["confusion"]["labels"] == ["markets", "none", "sport"]
+    assert [row["labels_per_class"] for row in topic["learning_curve"]] == [2, 10, 50]
+    assert report["tasks"]["stance"]["metrics"]["n"] == 8

@@ -1,0 +1,167 @@
+"""The classifier on a small synthetic labelled set the tests write themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from newsmon.config import TopicSettings
+from newsmon.labels import Label
+from newsmon.models.artifacts import ArtifactError, load, save
+from newsmon.models.evaluation import classification_metrics
+from newsmon.models.features import WordNgramTfidf
+from newsmon.models.predict import predict
+from newsmon.models.training import train
+
+VOCAB = {
+    "sport": [
+        "match",
+        "goal",
+        "league",
+        "striker",
+        "coach",
+        "season",
+        "stadium",
+        "fans",
+        "injury",
+        "transfer",
+    ],
+    "markets": [
+        "shares",
+        "bank",
+        "inflation",
+        "investors",
+        "bonds",
+        "earnings",
+        "profit",
+        "rates",
+        "dividend",
+    ],
+    "none": [
+        "recipe",
+        "garden",
+        "weather",
+        "holiday",
+        "museum",
+        "painting",
+        "film",
+        "music",
+        "travel",
+        "cooking",
+    ],
+}
+STANCE_WORDS = {
+    "favor": ["welcome", "praise", "support", "hopeful", "progress", "success", "applaud"],
+    "against": ["condemn", "criticise", "oppose", "failure", "warning", "reckless", "deplore"],
+}
+FILLER = ["the", "said", "on", "in", "of", "and", "with", "for", "today", "after", "before", "new"]
+TOPICS = [
+    TopicSettings(id="sport", name="Sport", target="Football", keywords=["league"]),
+    TopicSettings(id="markets", name="Markets", target="Stocks", keywords=["shares"]),
+]
+
+
+def article(rng: np.random.Generator, topic: str, stance: str | None) -> str:
+    words = list(rng.choice(VOCAB[topic], 30)) + list(rng.choice(FILLER, 30))
+    if stance:
+        words += list(rng.choice(STANCE_WORDS[stance], 12))
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def corpus(n_per_class: int, seed: int = 0) -> list[Label]:
+    """Labelled articles of two topics with two stances each, and off-topic ones."""
+    rng = np.random.default_rng(seed)
+    labels = []
+    for topic in ("sport", "markets", "none"):
+        for i in range(n_per_class):
+            stance = None if topic == "none" else ("favor", "against")[i % 2]
+            text = article(rng, topic, stance)
+            labels.append(Label(f"{topic}-{seed}-{i}", f"{topic} {i}", text, topic, stance))
+    return labels
+
+
+def test_features_match_scikit_learn_tfidf() -> None:
+    texts = [x.text for x in corpus(6)] + ["Unicode café façade, don't stop!", "a b c"]
+    ours = WordNgramTfidf(min_df=2).fit(texts)
+    reference = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2).fit(texts)
+    names = ours.get_feature_names_out()
+    assert sorted(names) == sorted(reference.vocabulary_)
+    order = [reference.vocabulary_[name] for name in names]
+    expected = reference.transform(texts)[:, order].toarray()
+    np.testing.assert_allclose(ours.transform(texts).toarray(), expected, atol=1e-12)
+
+
+def test_learns_given_labels_and_reports_calibrated_confidence() -> None:
+    labels, held_out = corpus(8), corpus(10, seed=1)
+    unlabelled = [x.text for x in corpus(10, seed=2)]
+    model = train(labels, unlabelled, TOPICS)
+    assert model.topic.classes == ["markets", "none", "sport"]
+    assert model.stance.classes == ["against", "favor"]
+    result = predict(model, [x.title for x in held_out], [x.text for x in held_out])
+    topic_f1 = classification_metrics([x.topic for x in held_out], result.topic)["macro_f1"]
+    assert topic_f1 > 0.9
+    assert all(0.3 < c <= 1 for c in result.topic_confidence)
+    # Off-topic articles get no stance, and say why.
+    for got, stance, note in zip(result.topic, result.stance, result.stance_note, strict=True):
+        assert (stance is None) == (got == "none")
+        assert note == ("no topic, so no stance" if got == "none" else None)
+    truth, guess = model.topic.cv_predictions()
+    assert len(truth) == len(labels) and set(guess) <= set(model.topic.classes)
+
+
+def test_two_favor_seeds_give_no_stance_and_an_unconfident_keyword_topic() -> None:
+    seeds = [x for x in corpus(4) if x.topic == "sport" and x.stance == "favor"]
+    assert len(seeds) == 2
+    unlabelled = ["league league match today", "recipe garden cooking today"]
+    model = train(seeds, unlabelled, TOPICS)
+    assert model.topic.classifier is None and model.stance.classifier is None
+    assert model.stance.note == "only 'favor' has examples"
+    assert "only 'sport' has examples" in model.topic.note
+    result = predict(model, [None, None], unlabelled)
+    assert result.topic == ["sport", "none"]
+    assert result.topic_confidence == [None, None]
+    assert result.topic_note[0].startswith("keyword rule (2 keyword mention(s)), no confidence")
+    assert result.stance == [None, None]
+    assert result.stance_note == ["only 'favor' has examples", "no topic, so no stance"]
+
+
+def test_a_class_with_one_example_is_named_and_never_predicted() -> None:
+    labels = [x for x in corpus(6) if x.topic != "none"]
+    labels = [x for x in labels if x.stance == "favor"] + [
+        next(x for x in labels if x.stance == "against")
+    ]
+    model = train(labels, [], TOPICS)
+    assert model.stance.classifier is None
+    assert model.stance.note == (
+        "only 'favor' has examples; 'against' need at least 2 examples each, so are never predicted"
+    )
+    assert "no 'none' examples" in model.topic.note
+
+
+def test_unlabelled_articles_help_with_two_labels_per_class() -> None:
+    labels = [x for x in corpus(2, seed=3)]
+    test = corpus(20, seed=4)
+    pool = [x.text for x in corpus(40, seed=5)]
+
+    def f1(rounds: int) -> float:
+        model = train(labels, pool, self_training_rounds=rounds, calibration_folds=0)
+        guess = model.topic.classifier.predict(model.features.transform([x.text for x in test]))
+        return classification_metrics([x.topic for x in test], guess)["macro_f1"]
+
+    assert f1(rounds=5) >= f1(rounds=0)
+    assert f1(rounds=5) > 0.9
+
+
+def test_artifact_round_trip_and_tampering_is_refused(tmp_path) -> None:
+    model = train(corpus(4), [], TOPICS)
+    saved = save(model, tmp_path)
+    assert saved.card["artifact_sha256"] == saved.sha256
+    assert saved.card["stance"]["label_counts"] == {"favor": 4, "against": 4}
+    loaded = load(saved.path, saved.sha256)
+    texts = [x.text for x in corpus(3, seed=9)]
+    assert predict(loaded, [None] * 9, texts) == predict(model, [None] * 9, texts)
+    saved.path.write_bytes(saved.path.read_bytes() + b"x")
+    with pytest.raises(ArtifactError, match="does not match"):
+        load(saved.path, saved.sha256)
