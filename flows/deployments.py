@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prefect import Flow, serve as prefect_serve
+from prefect import Flow
+from prefect import serve as prefect_serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.logging import get_logger
 from prefect.schedules import Cron, Schedule

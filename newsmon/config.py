@@ -22,7 +22,7 @@ MiB = 1024 * 1024
 
 
 class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file, the key and what was expected."""
+    """A config file that cannot be used: the message names the file, key and what was expected."""
 
 
 class _Section(BaseModel):

@@ -72,8 +72,8 @@ class ExtractionOutcome:
     key: str
     page: ExtractedPage | None
     error: str | None
-    # True when the pool failed rather than the page (pebble gives up a whole batch when a
-    # worker dies while idle): the page itself may well extract on the next try. Timeouts,
+    # True when the pool failed or was closed rather than the page (pebble gives up a whole
+    # batch when a worker dies while idle): the page may well extract on the next try. Timeouts,
     # crashes and workers that died on the page are False, as the same bytes would fail again.
     retryable: bool = False
 
@@ -254,29 +254,37 @@ class ExtractorPool:
             if not pending or pool.active:
                 continue
             if pool_found_dead:
-                reason = "pool closed" if self._closed else "pool stopped"
                 for future in pending:
                     with contextlib.suppress(InvalidStateError):  # pebble finished it after all
-                        future.set_exception(BrokenProcessPool(f"{reason} before the page ran"))
+                        future.set_exception(BrokenProcessPool("pool stopped before the page ran"))
                 return
             pool_found_dead = True
 
     def _outcome(self, key: str, future: ProcessFuture) -> ExtractionOutcome:
         """Turn a finished task into an outcome; every failure becomes a reason string."""
         try:
-            return ExtractionOutcome(key=key, page=future.result(), error=None)
-        except TimeoutError:
-            error = f"extraction timed out after {self.timeout_seconds:g} s (worker killed)"
-        except ProcessExpired as expired:
-            error = f"worker died (exit code {expired.exitcode})"
-        except BrokenProcessPool as broken:
-            reason = str(broken) or "the worker pool broke"
-            return ExtractionOutcome(
-                key=key, page=None, error=f"extraction pool failed: {reason}", retryable=True
-            )
+            page = future.result()
         except Exception as exc:
-            error = f"extraction crashed: {type(exc).__name__}: {exc}"
-        return ExtractionOutcome(key=key, page=None, error=error)
+            error, retryable = self._describe(exc)
+            return ExtractionOutcome(key=key, page=None, error=error, retryable=retryable)
+        return ExtractionOutcome(key=key, page=page, error=None)
+
+    def _describe(self, exc: Exception) -> tuple[str, bool]:
+        """The reason a task failed, and whether the page itself may succeed on another try.
+
+        Once the pool is closed, whatever a task reports is put down to the closing: pebble
+        stopping mid-send can hand a task an unrelated error (seen: a TypeError from a closed
+        pipe), and the page must not be given up for it.
+        """
+        if self._closed:
+            return "extraction pool failed: pool closed before the page was extracted", True
+        if isinstance(exc, BrokenProcessPool):
+            return f"extraction pool failed: {str(exc) or 'the worker pool broke'}", True
+        if isinstance(exc, TimeoutError):
+            return f"extraction timed out after {self.timeout_seconds:g} s (worker killed)", False
+        if isinstance(exc, ProcessExpired):
+            return f"worker died (exit code {exc.exitcode})", False
+        return f"extraction crashed: {type(exc).__name__}: {exc}", False
 
     def extract_many(self, items: Sequence[tuple[str, bytes, str]]) -> list[ExtractionOutcome]:
         """Extract ``(key, content, url)`` items; outcomes come back in the same order.

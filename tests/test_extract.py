@@ -196,7 +196,7 @@ def test_pool_returns_outcomes_in_order(pool: ExtractorPool) -> None:
 
 
 def slow_page() -> bytes:
-    """About 4 MB of paragraphs: over ten seconds of trafilatura work here (a 2-core VM)."""
+    """4.5 MB of paragraphs: about 6.5 s of trafilatura work on the VM this was written on."""
     paragraph = "<div><p>" + " ".join(PARAGRAPHS) + "</p></div>"
     return f"<html><body>{paragraph * 6000}</body></html>".encode()
 
@@ -290,9 +290,8 @@ def test_closing_the_pool_ends_a_waiting_batch() -> None:
     assert [o.key for o in outcomes] == [key for key, _, _ in batch]
     for outcome in outcomes:
         assert outcome.page is None
+        assert outcome.error == "extraction pool failed: pool closed before the page was extracted"
         assert outcome.retryable is True
-        assert outcome.error is not None and outcome.error.startswith("extraction pool failed: ")
-    assert outcomes[-1].error == "extraction pool failed: pool closed before the page ran"
 
 
 def test_closed_pool_refuses_work() -> None:

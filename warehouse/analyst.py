@@ -65,11 +65,9 @@ def publish(live: Path, copy: Path) -> None:
 def export(con: duckdb.DuckDBPyConnection, query: str, fmt: str, path: Path) -> int:
     """Write the result of ``query`` to ``path`` as csv, json or parquet; the number of rows.
 
-    Raises ValueError for a statement that returns no rows to write, duckdb.Error for a bad query.
+    Raises duckdb.Error for a bad query.
     """
     result = con.sql(query)
-    if result is None:
-        raise ValueError("the statement returns no result to write")
     # A registered relation streams into COPY, so any query DuckDB accepts can be exported,
     # including SHOW, DESCRIBE and FROM-first syntax that would not nest inside COPY (...).
     con.register(EXPORT_VIEW, result)

@@ -106,8 +106,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def current_model(con: duckdb.DuckDBPyConnection) -> ModelRow | None:
-    row = con.execute(CURRENT_MODEL).fetchone()
-    return ModelRow(*row) if row else None
+    # fetchall, not fetchone: DuckDB refuses new work on a connection with a result half read.
+    rows = con.execute(CURRENT_MODEL).fetchall()
+    return ModelRow(*rows[0]) if rows else None
 
 
 def record_model(
@@ -130,11 +131,11 @@ def record_model(
 
 
 def pending_articles(con: duckdb.DuckDBPyConnection, version: str, limit: int) -> pa.Table:
-    return con.execute(PENDING_ARTICLES, {"version": version, "limit": limit}).to_arrow_table()
+    return con.sql(PENDING_ARTICLES, params={"version": version, "limit": limit}).to_arrow_table()
 
 
 def count_pending(con: duckdb.DuckDBPyConnection, version: str) -> int:
-    return con.execute(COUNT_PENDING, {"version": version}).fetchone()[0]
+    return con.execute(COUNT_PENDING, {"version": version}).fetchall()[0][0]
 
 
 def insert_predictions(con: duckdb.DuckDBPyConnection, version: str, batch: pa.Table) -> int:
