@@ -27,7 +27,7 @@ from newsmon.warehouse.classify import (
     insert_predictions,
     pending_articles,
 )
-from newsmon.warehouse.db import open_writer
+from newsmon.warehouse.db import open_warehouse
 from newsmon.warehouse.runs import finish_run, start_run
 
 # Articles per batch and transaction: ~1 s of prediction, a few MB of text in memory.
@@ -81,7 +81,7 @@ def classify_stored(
 
     run_id = run_id or f"classify-{uuid4()}"
     outcome: dict = {"classified": 0, "model_version": None, "note": None}
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+    with open_warehouse(config) as con:
         start_run(con, run_id, "classify")
         try:
             row = current_model(con)

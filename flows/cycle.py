@@ -13,7 +13,7 @@ from newsmon.config import Config, load_config
 from newsmon.digest.weeks import IsoWeek
 from newsmon.flows.digest import DigestNotSent, DigestOutcome, digest_flow
 from newsmon.flows.ingest import IngestResult, ingest_flow
-from newsmon.warehouse import open_writer
+from newsmon.warehouse import open_warehouse
 from newsmon.warehouse.digest import digest_record
 
 
@@ -27,7 +27,7 @@ class CycleResult:
 def digest_due(config: Config, now: datetime) -> str | None:
     """The last complete week, if its digest was never rendered, or is still to be mailed."""
     week = str(IsoWeek.last_complete(config.zone, now))
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+    with open_warehouse(config) as con:
         record = digest_record(con, week)
     if record is None or (config.email.to and record.sent_at is None):
         return week

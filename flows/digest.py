@@ -25,7 +25,7 @@ from newsmon.digest.mail import SendError, build_message, send_message, smtp_pas
 from newsmon.digest.render import DigestFiles, render, save
 from newsmon.digest.report import DigestReport, gather
 from newsmon.digest.weeks import IsoWeek
-from newsmon.warehouse.db import open_writer
+from newsmon.warehouse.db import open_warehouse
 from newsmon.warehouse.digest import (
     DigestRecord,
     digest_record,
@@ -115,7 +115,7 @@ def digest_flow(
     run_id = str(flow_run.id)
     counts = {"articles": 0, "sent": 0}
 
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+    with open_warehouse(config) as con:
         start_run(con, run_id, FLOW_NAME)
         try:
             report, record = read_week(con, config, iso_week)

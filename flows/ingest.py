@@ -39,7 +39,7 @@ from newsmon.ingest import (
 )
 from newsmon.urls import normalize_url
 from newsmon.warehouse import ingest as store
-from newsmon.warehouse import open_writer
+from newsmon.warehouse import open_warehouse
 from newsmon.warehouse.runs import finish_run, start_run
 
 FEEDS_PER_TASK = 25
@@ -238,7 +238,7 @@ def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, run_id: str
 def run_ingest(config: Config, run_id: str) -> IngestResult:
     """One ingest run against the configured warehouse; callable from any flow."""
     result = IngestResult(run_id, IngestSummary(), {}, [])
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+    with open_warehouse(config) as con:
         start_run(con, run_id, "ingest")
         try:
             _poll_all(con, config, run_id, result)

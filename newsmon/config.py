@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from newsmon.warehouse.analyst import default_copy_path
+
 DEFAULT_CONFIG_NAME = "newsmon.toml"
 CONFIG_ENV_VAR = "NEWSMON_CONFIG"
 MiB = 1024 * 1024
@@ -175,8 +177,7 @@ class Config(_Section):
     def analyst_copy_path(self) -> Path:
         if self.warehouse.analyst_copy:
             return self.resolve(self.warehouse.analyst_copy)
-        live = self.warehouse_path
-        return live.with_name(f"{live.stem}.analyst{live.suffix}")
+        return default_copy_path(self.warehouse_path)
 
     @property
     def digests_path(self) -> Path:

@@ -172,6 +172,7 @@ def test_an_analyst_session_held_across_an_ingest_run_does_not_stop_it(site, wri
         assert result.summary.articles_new == 1
         assert analyst.execute("SELECT count(*) FROM articles").fetchone() == (1,)
         assert count_elsewhere(copy, "SELECT count(*) FROM articles") == 2
-        assert count_elsewhere(copy, "SELECT count(*) FROM runs WHERE status = 'completed'") == 2
+        assert count_elsewhere(copy, "SELECT count(*) FROM runs WHERE flow = 'ingest' "
+                                     "AND status = 'completed'") == 2
     finally:
         analyst.close()

@@ -83,7 +83,7 @@ def test_second_run_is_conditional_and_stores_nothing(site, write_config, tmp_pa
     assert second.summary.feeds_unchanged == 4
     assert second.summary.articles_new == 0
     assert query(warehouse, "SELECT * FROM articles ORDER BY article_id") == articles_before
-    assert query(warehouse, "SELECT status, count(*) FROM runs GROUP BY ALL") == [("completed", 2)]
+    assert query(warehouse, "SELECT status, count(*) FROM runs WHERE flow = 'ingest' GROUP BY ALL") == [("completed", 2)]
 
 
 def test_edited_entry_updates_its_article_and_keeps_first_seen(site, write_config, tmp_path):

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 from filelock import FileLock, Timeout
 
 from newsmon.warehouse.analyst import default_copy_path, publish
+
+if TYPE_CHECKING:  # the config module imports the analyst copy's naming rule from here
+    from newsmon.config import Config
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -104,6 +108,13 @@ def open_writer(
             publish(database, analyst_copy or default_copy_path(database))
     finally:
         lock.release()
+
+
+def open_warehouse(config: Config) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """The configured warehouse, opened for writing as `open_writer` does."""
+    return open_writer(
+        config.warehouse_path, config.warehouse.lock_timeout_seconds, config.analyst_copy_path
+    )
 
 
 @contextmanager

@@ -254,9 +254,9 @@ def status(ctx: typer.Context) -> None:
 
 @app.command()
 def serve(ctx: typer.Context) -> None:
-    """Run the [schedule]: ingest (and classify) hourly, the digest weekly, until Ctrl-C.
+    """Run the config's schedules (ingest and classify hourly, the digest weekly) until Ctrl-C.
 
-    Uses the Prefect server in PREFECT_API_URL, or starts a local one (state in .prefect/
+    Uses the Prefect server in PREFECT_API_URL, or starts a local one (its state in .prefect
     beside the config) and stops it on exit.
     """
     config = get_config(ctx)
