@@ -96,6 +96,15 @@ class IngestSettings(_Section):
     near_duplicate_bits: int = Field(default=3, ge=0, le=16)
 
 
+class ClassifySettings(_Section):
+    seeds_dir: Path = Path("seeds")
+    models_dir: Path = Path("models/versions")
+    # One batch = one transaction and one Prefect task: about a second of prediction.
+    batch_size: int = Field(default=1000, gt=0)
+    # Self-training reads the most recent unlabelled articles; more costs time for little gain.
+    max_unlabelled: int = Field(default=20_000, ge=0)
+
+
 class FeedSettings(_Section):
     url: str
     name: str | None = None
@@ -137,6 +146,7 @@ class Config(_Section):
     fetch: FetchSettings = FetchSettings()
     extract: ExtractSettings = ExtractSettings()
     ingest: IngestSettings = IngestSettings()
+    classify: ClassifySettings = ClassifySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     email: EmailSettings = EmailSettings()
     feeds: list[FeedSettings] = []
