@@ -8,7 +8,6 @@ from contextlib import contextmanager
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from newsmon import progress
 from newsmon.cli._app import app, console, fail, get_config
@@ -50,15 +49,12 @@ def showing_progress() -> Iterator[None]:
 def print_ingest(result) -> None:
     """The run summary, then one line per failed feed."""
     s = result.summary
-    table = Table(title=f"ingest run {result.run_id}", show_edge=False)
-    columns = ("", "ok / new", "unchanged / updated", "duplicate", "failed", "skipped / parked")
-    for column in columns:
-        table.add_column(column, justify="right")
-    table.add_row("feeds", str(s.feeds_ok), str(s.feeds_unchanged), "-", str(s.feeds_failed),
-                  str(s.feeds_skipped))
-    table.add_row("articles", str(s.articles_new), str(s.articles_updated),
-                  str(s.articles_duplicate), str(s.articles_failed), str(s.articles_parked))
-    console.print(table)
+    console.print(f"[bold]ingest[/] run {result.run_id}", highlight=False)
+    console.print(f"  feeds:    {s.feeds_ok} read, {s.feeds_unchanged} unchanged (304), "
+                  f"{s.feeds_failed} failed, {s.feeds_skipped} backing off after failures")
+    console.print(f"  articles: {s.articles_new} new, {s.articles_updated} updated, "
+                  f"{s.articles_duplicate} duplicate, {s.articles_failed} failed (retried later), "
+                  f"{s.articles_parked} parked")
     for url, error in result.feed_errors.items():
         console.print(f"[red]feed failed[/] {url}: {error}", highlight=False)
     if result.network_unreachable:

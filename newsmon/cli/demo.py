@@ -1,0 +1,83 @@
+"""`newsmon demo`: the whole cycle with no network, on a demo outlet served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from newsmon.cli._app import app, console, get_config
+from newsmon.cli.ingest import print_ingest, showing_progress
+from newsmon.config import Config
+from newsmon.demo import demo_site, feed_paths
+from newsmon.localsite import serving
+
+EXAMPLE_QUERIES = (
+    "SELECT topic, stance, count(*) AS articles FROM article_topics GROUP BY ALL ORDER BY 3 DESC",
+    "SELECT outlet, title, stance, round(stance_confidence, 2) AS confidence "
+    "FROM article_topics ORDER BY published_at DESC LIMIT 10",
+    "SELECT feed_url, last_outcome, articles FROM feed_health",
+)
+
+
+def demo_config(project: Config, directory: Path, feed_urls: list[str]) -> str:
+    """A config for the demo: its own warehouse and models, the project's seeds and topics."""
+    quote = json.dumps  # a JSON string is a valid TOML basic string
+    lines = [
+        f"timezone = {quote(project.timezone)}",
+        "[warehouse]",
+        'path = "warehouse/newsmon.duckdb"',
+        "[fetch]",
+        "allow_private_addresses = true  # the demo outlet is served on 127.0.0.1",
+        "[classify]",
+        f"seeds_dir = {quote(str(project.resolve(project.classify.seeds_dir)))}",
+        'models_dir = "models"',
+    ]
+    for topic in project.topics:
+        lines += ["[[topics]]", f"id = {quote(topic.id)}", f"name = {quote(topic.name)}",
+                  f"target = {quote(topic.target)}", f"keywords = {json.dumps(topic.keywords)}"]
+    for url in feed_urls:
+        lines += ["[[feeds]]", f"url = {quote(url)}"]
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo warehouse and digest go.")
+    ] = Path("newsmon-demo"),
+) -> None:
+    """Run the whole cycle offline: serve a demo outlet on 127.0.0.1, ingest it into a separate
+    demo warehouse, classify, and render the digest to disk."""
+    project = get_config(ctx)
+    from newsmon.flows.digest import digest_flow
+    from newsmon.flows.ingest import ingest_flow
+
+    # A demo starts from nothing each time: its outlet's address changes from run to run.
+    shutil.rmtree(directory / "warehouse", ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = (directory / "newsmon.toml").resolve()
+    site = demo_site(project.resolve(project.classify.seeds_dir))
+    with serving(site) as server:
+        config_path.write_text(
+            demo_config(project, directory, [server.url(path) for path in feed_paths(site)]),
+            encoding="utf-8",
+        )
+        console.print(f"demo outlet serving {len(site)} pages and feeds at {server.url('/')}")
+        with showing_progress():
+            ingested = ingest_flow(str(config_path))
+            digest = digest_flow(str(config_path), send=False)
+    print_ingest(ingested)
+    console.print(f"\n[bold]Digest {digest.week}[/] ({digest.articles} articles):")
+    for label, path in (("HTML", digest.files.html), ("text", digest.files.text),
+                        ("mail", digest.files.eml)):
+        console.print(f"  {label:>5}: {path}", highlight=False)
+    console.print(f"\nDemo warehouse: {(directory / 'warehouse').resolve()}", highlight=False)
+    console.print("Try some SQL on it:")
+    for query in EXAMPLE_QUERIES:
+        console.print(f"  newsmon --config {config_path} sql {json.dumps(query)}",
+                      highlight=False, soft_wrap=True)
