@@ -30,9 +30,6 @@ from newsmon.warehouse.classify import (
 from newsmon.warehouse.db import open_warehouse
 from newsmon.warehouse.runs import finish_run, start_run
 
-# Articles per batch and transaction: ~1 s of prediction, a few MB of text in memory.
-BATCH_SIZE = 1000
-
 BatchFn = Callable[[duckdb.DuckDBPyConnection, object, str, int], int]
 
 
@@ -71,15 +68,17 @@ def classify_stored(
     config: Config,
     run_id: str | None = None,
     batch: BatchFn = classify_batch,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> dict:
     """Classify every stored article without a prediction from the current model version.
 
+    ``batch_size`` articles per batch and transaction (default: ``[classify] batch_size``).
     Records a 'classify' row in runs. Returns counts and, when there is no model, a note.
     """
     from uuid import uuid4
 
     run_id = run_id or f"classify-{uuid4()}"
+    batch_size = batch_size or config.classify.batch_size
     outcome: dict = {"classified": 0, "model_version": None, "note": None}
     with open_warehouse(config) as con:
         start_run(con, run_id, "classify")

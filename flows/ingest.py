@@ -40,6 +40,7 @@ from newsmon.ingest import (
 from newsmon.urls import normalize_url
 from newsmon.warehouse import ingest as store
 from newsmon.warehouse import open_warehouse
+from newsmon.warehouse.classify import unclassified_articles
 from newsmon.warehouse.runs import finish_run, start_run
 
 FEEDS_PER_TASK = 25
@@ -77,6 +78,7 @@ class IngestResult:
     feed_errors: dict[str, str]
     page_errors: list[str]
     feeds_unreachable: int = 0
+    unclassified: int = 0  # stored articles without a prediction from the current model
     classified: dict | None = None
 
     @property
@@ -247,6 +249,7 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
             finish_run(con, run_id, "failed", result.summary.counts(),
                        [*result.feed_errors.values(), f"run failed: {exc!r}"])
             raise
+        result.unclassified = unclassified_articles(con)
         errors = [f"{url}: {error}" for url, error in result.feed_errors.items()]
         finish_run(con, run_id, "completed", result.summary.counts(),
                    errors + result.page_errors)
@@ -261,7 +264,7 @@ def ingest_flow(config_path: str | None = None, classify: bool = True) -> Ingest
     create_markdown_artifact(
         key="ingest-summary", markdown=result.markdown(), description="newsmon ingest run"
     )
-    if classify:
+    if classify and result.unclassified:
         # After run_ingest has released the writer: the classify flow takes it in turn.
         result.classified = classify_flow(config_path)
     return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +34,8 @@ class SavedModel:
     path: Path
     sha256: str
     card: dict
+    # The model itself, when it was just trained in this process (not part of the record).
+    model: NewsClassifier | None = field(default=None, repr=False, compare=False)
 
 
 def sha256_of(path: Path) -> str:
@@ -44,12 +46,27 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _method(task: TaskModel) -> str | None:
+    if task.classifier is None:
+        return None
+    if getattr(task.classifier, "self_training_", False):
+        return "linear SVM, self-trained on unlabelled articles"
+    return "linear SVM on the labelled articles"
+
+
 def _task_card(task: TaskModel) -> dict:
     cv = task.cv_predictions()
     return {
         "label_counts": task.label_counts,
         "predicts": task.classes,
-        "method": "self-trained linear SVM" if task.classifier else None,
+        "method": _method(task),
+        "self_training": {
+            "used": getattr(task.classifier, "self_training_", None),
+            "reason": getattr(task.classifier, "self_training_reason_", None),
+            "cross_validated_macro_f1": getattr(task.classifier, "cv_macro_f1_", None),
+        }
+        if task.classifier
+        else None,
         "cannot": task.note,
         "cross_validated": classification_metrics(*cv) if cv else None,
         "temperature": task.classifier.temperature_ if task.classifier else None,
@@ -73,7 +90,8 @@ def model_card(model: NewsClassifier, version: str) -> dict:
             "n_features": model.features.n_features,
         },
         "training": {
-            "classifier": "LinearSVC, class-balanced self-training on unlabelled articles",
+            "classifier": "LinearSVC (class-balanced); per task, self-training on unlabelled "
+            "articles when cross-validation shows it helps",
             "confidence": "softmax of SVM scores, temperature fitted on out-of-fold scores",
             "min_examples_per_class": MIN_EXAMPLES,
         },
@@ -93,7 +111,7 @@ def save(model: NewsClassifier, versions_dir: Path) -> SavedModel:
     (folder / CARD_NAME).write_text(
         json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8"
     )
-    return SavedModel(version, path, digest, card)
+    return SavedModel(version, path, digest, card, model)
 
 
 def load(path: Path, sha256: str) -> NewsClassifier:
@@ -112,5 +130,6 @@ def load(path: Path, sha256: str) -> NewsClassifier:
 
 
 def versions_dir(config: Config) -> Path:
-    """models/versions/ beside the config file (gitignored: artifacts are rebuilt by training)."""
-    return config.resolve(Path("models/versions"))
+    """The configured ``[classify] models_dir`` (default models/versions/ beside the config file;
+    gitignored: artifacts are rebuilt by training)."""
+    return config.resolve(config.classify.models_dir)

@@ -27,6 +27,8 @@ from newsmon.models.selftraining import SelfTrainingSVM
 MIN_EXAMPLES = 2
 # Vocabulary cap per kind (words, word pairs): bounds model size and memory on a large warehouse.
 MAX_TERMS = 300_000
+# Folds of the cross-validation that sets confidences and decides on self-training.
+CALIBRATION_FOLDS = 5
 
 
 def document_text(title: str | None, text: str) -> str:
@@ -117,7 +119,7 @@ def train(
     unlabelled: Sequence[str],
     topics: Sequence[TopicSettings] = (),
     self_training_rounds: int = 5,
-    calibration_folds: int = 5,
+    calibration_folds: int = CALIBRATION_FOLDS,
 ) -> NewsClassifier:
     """Fit features, topic and stance models; ``unlabelled`` holds document_text()s."""
     if not labels:

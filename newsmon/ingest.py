@@ -21,7 +21,7 @@ from newsmon.fingerprint import content_hash, nearest_duplicate, simhash
 from newsmon.http import FetchResult, RequestRecord
 from newsmon.urls import normalize_url
 
-FEED_TEXT_NOTE = "the page gave no extractable text; the feed's own content was used"
+FEED_TEXT_NOTE = "the page gave no usable article text; the feed's own content was used"
 
 
 @dataclass(frozen=True)
@@ -195,16 +195,18 @@ class KnownArticles:
     simhash_ids: list[int] = field(default_factory=list)
     simhashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
 
-    def match(self, url: str, text_hash: str, text_simhash: int | None, max_bits: int):
-        """(article_id, why) of the stored article this page duplicates, or None."""
-        if url in self.by_url:
-            return self.by_url[url], "url"
-        if text_hash in self.by_hash:
-            return self.by_hash[text_hash], "text"
-        if text_simhash is not None and len(self.simhashes):
-            index = nearest_duplicate(text_simhash, self.simhashes, max_bits)
+    def match(self, article: ArticleRecord, settings: IngestSettings) -> int | None:
+        """The id of the stored article this one duplicates, or None."""
+        if article.canonical_url in self.by_url:
+            return self.by_url[article.canonical_url]
+        if article.content_hash in self.by_hash:
+            return self.by_hash[article.content_hash]
+        long_enough = article.word_count >= settings.near_duplicate_min_words
+        if article.simhash is not None and long_enough and len(self.simhashes):
+            index = nearest_duplicate(article.simhash, self.simhashes,
+                                      settings.near_duplicate_bits)
             if index is not None:
-                return self.simhash_ids[index], "near-duplicate text"
+                return self.simhash_ids[index]
         return None
 
     def add(self, article: ArticleRecord) -> None:
@@ -237,17 +239,18 @@ def _parse_page_date(value: str | None) -> datetime | None:
 
 
 def _article(
-    job: PageJob, result: FetchResult, extraction: ExtractionOutcome, article_id: int
+    job: PageJob, result: FetchResult, extraction: ExtractionOutcome, article_id: int,
+    min_words: int,
 ) -> ArticleRecord | str:
     """The article a fetched page makes, or the reason it makes none."""
     page = extraction.page
     text = page.text if page else ""
     method, note = "trafilatura", None
+    feed_text = job.first("summary") or ""
+    if len(text.split()) < min_words and len(feed_text) > len(text):
+        text, method, note = feed_text, "feed", FEED_TEXT_NOTE
     if not text:
-        text = job.first("summary") or ""
-        method, note = "feed", FEED_TEXT_NOTE
-        if not text:
-            return "no text: the page had no extractable text and the feed gave none"
+        return "no text: the page had no extractable text and the feed gave none"
     final_url = normalize_url(result.final_url or job.url)
     return ArticleRecord(
         article_id=article_id,
@@ -319,7 +322,8 @@ def resolve_pages(
             give_up_or_retry(job, extraction.error, not extraction.retryable, final_url)
             continue
         article_id = job.article_id
-        article = _article(job, result, extraction, article_id or next(new_ids))
+        article = _article(job, result, extraction, article_id or next(new_ids),
+                           settings.min_article_words)
         if isinstance(article, str):
             give_up_or_retry(job, article, True, final_url)
             continue
@@ -327,12 +331,9 @@ def resolve_pages(
             outcome.updated_articles.append(article)
             settle(job, "stored", article_id, final_url)
             continue
-        match = known.match(
-            article.canonical_url, article.content_hash, article.simhash,
-            settings.near_duplicate_bits,
-        )
-        if match:
-            settle(job, "duplicate", match[0], final_url)
+        duplicate_of = known.match(article, settings)
+        if duplicate_of is not None:
+            settle(job, "duplicate", duplicate_of, final_url)
             continue
         known.add(article)
         outcome.new_articles.append(article)

@@ -177,8 +177,9 @@ def add_user_labels(seeds_dir: Path, labels: Sequence[Label], origin: str) -> in
 
 
 def seeds_dir(config: Config) -> Path:
-    """seeds/ beside the config file: the project's labelled baseline."""
-    return config.resolve(Path("seeds"))
+    """The configured seeds folder (``[classify] seeds_dir``, default seeds/ beside the config
+    file): the project's labelled baseline."""
+    return config.resolve(config.classify.seeds_dir)
 
 
 def all_labels(config: Config, extra_files: Sequence[Path] = ()) -> list[Label]:

@@ -105,3 +105,31 @@ def test_edited_entry_updates_its_own_article():
                             IngestSettings(), NOW)
     assert [a.article_id for a in outcome.updated_articles] == [42]
     assert outcome.new_articles == []
+
+
+def test_a_copy_with_a_rewritten_sentence_is_a_near_duplicate_but_a_short_text_is_not():
+    from tests.fakesite import article_text
+
+    original = " ".join(article_text(5, paragraphs=5))
+    sentences = original.split(". ")
+    sentences[3] = "A wholly different sentence about harbour railways and budgets"
+    edited = ". ".join(sentences)
+    assert content_hash(original) != content_hash(edited)
+    first = page_jobs([pending("f", "a", "https://x.example/a")])
+    copy = page_jobs([pending("g", "b", "https://y.example/b")])
+    known = KnownArticles()
+    settings = IngestSettings()
+    stored = resolve_pages(first, [fetched(first[0].url)],
+                           {first[0].url: page(first[0].url, original)}, known, iter([1]),
+                           settings, NOW)
+    assert len(stored.new_articles) == 1
+    again = resolve_pages(copy, [fetched(copy[0].url)], {copy[0].url: page(copy[0].url, edited)},
+                          known, iter([2]), settings, NOW)
+    assert [(u.status, u.article_id) for u in again.entry_updates] == [("duplicate", 1)]
+    # The same edit on a text too short for a stable simhash is a new article.
+    strict = IngestSettings(near_duplicate_min_words=10_000)
+    third = page_jobs([pending("h", "c", "https://z.example/c")])
+    separate = resolve_pages(third, [fetched(third[0].url)],
+                             {third[0].url: page(third[0].url, edited + " Extra words.")},
+                             known, iter([3]), strict, NOW)
+    assert [a.article_id for a in separate.new_articles] == [3]

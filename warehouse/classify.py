@@ -196,3 +196,16 @@ def least_confident(con: duckdb.DuckDBPyConnection, limit: int) -> list[dict]:
     cursor = con.execute(LEAST_CONFIDENT, {"limit": limit})
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+UNCLASSIFIED_ARTICLES = """
+SELECT count(*) FROM articles AS a
+WHERE NOT EXISTS (
+    SELECT 1 FROM current_predictions AS p WHERE p.article_id = a.article_id
+)
+"""
+
+
+def unclassified_articles(con: duckdb.DuckDBPyConnection) -> int:
+    """Stored articles without a prediction from the current model (all of them before one)."""
+    return con.execute(UNCLASSIFIED_ARTICLES).fetchall()[0][0]

@@ -2,6 +2,9 @@
 
 Training reads the warehouse, then lets it go: the writer lock is never held while a model
 trains or while a person labels, so the scheduled ingest is not kept waiting.
+
+scikit-learn and the models are imported inside the commands that need them, so that other
+``newsmon`` commands do not pay for importing them at startup.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.panel import Panel
@@ -29,17 +32,11 @@ from newsmon.labels import (
     seeds_dir,
     write_labels,
 )
-from newsmon.models.artifacts import save, versions_dir
-from newsmon.models.evaluation import classification_metrics, format_metrics, learning_curve
-from newsmon.models.predict import predict
-from newsmon.models.training import NewsClassifier, document_text, train
-from newsmon.warehouse.classify import (
-    least_confident,
-    record_model,
-    replace_labels,
-    unlabelled_texts,
-)
-from newsmon.warehouse.db import open_writer
+from newsmon.warehouse.classify import least_confident, replace_labels
+from newsmon.warehouse.db import open_warehouse
+
+if TYPE_CHECKING:
+    from newsmon.models.training import NewsClassifier
 
 model_app = typer.Typer(
     help="Train and evaluate the topic and stance models.", no_args_is_help=True
@@ -48,9 +45,6 @@ seeds_app = typer.Typer(help="The labelled seed set in seeds/.", no_args_is_help
 app.add_typer(model_app, name="model")
 app.add_typer(seeds_app, name="seeds")
 
-# Unlabelled articles self-training reads: the most recent ones. More adds training time with
-# little gain once the vocabulary of current news is covered.
-MAX_UNLABELLED = 20_000
 # Articles fetched per labelling session.
 LABEL_QUEUE = 50
 # Characters of the article shown while labelling: the first paragraphs.
@@ -69,15 +63,9 @@ def _labels(config: Config, extra: list[Path] | None = None) -> list[Label]:
         raise fail(str(exc)) from None
 
 
-def _sync_and_read_pool(config: Config, labels: list[Label]) -> list[str]:
-    """Mirror the labels into the warehouse; return the unlabelled texts to learn from."""
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
-        replace_labels(con, labels)
-        rows = unlabelled_texts(con, MAX_UNLABELLED)
-    return [document_text(title, text) for title, text in rows]
-
-
 def _describe(model: NewsClassifier) -> None:
+    from newsmon.models.evaluation import classification_metrics
+
     for task in (model.topic, model.stance):
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(task.label_counts.items())) or "none"
         console.print(f"[bold]{task.task}[/] labels ({counts})")
@@ -93,6 +81,7 @@ def _describe(model: NewsClassifier) -> None:
             console.print(
                 f"  keyword rule for {', '.join(model.keyword_rule.topics)}, no confidence"
             )
+            console.print(f"  unlabelled articles: {task.classifier.self_training_reason_}")
         if task.note:
             console.print(f"  [yellow]cannot:[/] {task.note}", highlight=False)
 
@@ -107,22 +96,15 @@ def train_command(
 ) -> None:
     """Train topic and stance models from seeds/ (and --seeds files) and make them current."""
     from newsmon.flows.classify import classify_stored
+    from newsmon.models.lifecycle import NoLabelsError, train_and_record
 
     config = get_config(ctx)
-    labels = _labels(config, seeds)
-    if not labels:
-        raise fail(f"no labels in {seeds_dir(config)}: add some with `newsmon seeds import`")
-    pool = _sync_and_read_pool(config, labels)
-    console.print(f"training on {len(labels)} label(s) and {len(pool)} unlabelled article(s)")
-    model = train(labels, pool, config.topics)
-    saved = save(model, versions_dir(config))
     try:
-        stored_path = saved.path.relative_to(config.base_dir)
-    except ValueError:
-        stored_path = saved.path
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
-        record_model(con, saved.version, str(stored_path), saved.sha256, saved.card)
-    _describe(model)
+        saved = train_and_record(config, seeds or (), report=console.print)
+    except (LabelFileError, NoLabelsError) as exc:
+        raise fail(str(exc)) from None
+    assert saved.model is not None
+    _describe(saved.model)
     console.print(f"model [bold]{saved.version}[/] saved to {saved.path} and made current")
     if classify:
         outcome = classify_stored(config)
@@ -140,8 +122,13 @@ def _split(labels: list[Label], fraction: float = 0.3) -> tuple[list[Label], lis
 
 
 def _curve_trainer(task: str, rounds: int):
+    from newsmon.models.training import CALIBRATION_FOLDS, document_text, train
+
     def run(chosen: list[Label], unlabelled: list[str], test: list[Label]) -> list[str | None]:
-        model = train(chosen, unlabelled, self_training_rounds=rounds, calibration_folds=0)
+        # With unlabelled articles this is the shipped model: its cross-validation decides
+        # whether to use them. Labelled only needs no calibration (it never changes the winner).
+        folds = CALIBRATION_FOLDS if rounds else 0
+        model = train(chosen, unlabelled, self_training_rounds=rounds, calibration_folds=folds)
         classifier = getattr(model, task).classifier
         if classifier is None:
             return [None] * len(test)
@@ -164,6 +151,11 @@ def evaluate_command(
     repeats: Annotated[int, typer.Option(min=1, help="Draws per learning-curve size.")] = 3,
 ) -> None:
     """Score the models on a test file, or by cross-validation on the labels when none is given."""
+    from newsmon.models.evaluation import classification_metrics, format_metrics, learning_curve
+    from newsmon.models.lifecycle import sync_labels_and_read_pool
+    from newsmon.models.predict import predict
+    from newsmon.models.training import train
+
     config = get_config(ctx)
     labels = _labels(config)
     try:
@@ -172,7 +164,7 @@ def evaluate_command(
         raise fail(str(exc)) from None
     if not labels:
         raise fail(f"no labels in {seeds_dir(config)}: add some with `newsmon seeds import`")
-    pool = _sync_and_read_pool(config, labels)
+    pool = sync_labels_and_read_pool(config, labels)
     model = train(labels, pool, config.topics)
     report: dict = {"method": "test file" if test else "cross-validation", "tasks": {}}
     predictions = None
@@ -235,7 +227,7 @@ def seeds_import(
         raise fail(str(exc)) from None
     added = add_user_labels(seeds_dir(config), new, origin="import")
     labels = _labels(config)
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+    with open_warehouse(config) as con:
         replace_labels(con, labels)
     configured = {topic.id for topic in config.topics} | {NO_TOPIC}
     unknown = sorted({label.topic for label in new} - configured)
@@ -286,7 +278,7 @@ def label_command(
         count = write_labels(export, _labels(config))
         console.print(f"wrote {count} label(s) to {export}")
         return
-    with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+    with open_warehouse(config) as con:
         queue = least_confident(con, limit)
     if not queue:
         raise fail("no classified articles to label: run `newsmon classify` first", code=1)
@@ -320,7 +312,7 @@ def label_command(
     ]
     if new:
         add_user_labels(seeds_dir(config), new, origin="labelled")
-        with open_writer(config.warehouse_path, config.warehouse.lock_timeout_seconds) as con:
+        with open_warehouse(config) as con:
             replace_labels(con, load_seeds(seeds_dir(config)))
     console.print(f"saved {len(new)} label(s) to seeds/; `newsmon model train` to use them")
 

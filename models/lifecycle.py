@@ -1,0 +1,104 @@
+"""Training a model and making it current: one plain function for the CLI, the demo and the cycle.
+
+``train_and_record`` reads the labels (seeds/ plus any extra files), mirrors them into the
+warehouse and reads the unlabelled pool, then lets the warehouse go: the writer lock is never held
+while the model trains, so the scheduled ingest is not kept waiting. It saves the versioned
+artifact and records the version as current, in a second short write. ``ensure_model`` does that
+only when the warehouse has no usable current model yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from newsmon.config import Config
+from newsmon.labels import Label, all_labels, seeds_dir
+from newsmon.models.artifacts import ArtifactError, SavedModel, save, sha256_of, versions_dir
+from newsmon.models.training import document_text, train
+from newsmon.warehouse.classify import current_model, record_model, replace_labels, unlabelled_texts
+from newsmon.warehouse.db import open_warehouse
+
+log = logging.getLogger(__name__)
+
+
+class NoLabelsError(ValueError):
+    """There is nothing to train on: seeds/ (and the extra files) hold no labels."""
+
+
+def sync_labels_and_read_pool(config: Config, labels: Sequence[Label]) -> list[str]:
+    """Mirror the labels into the warehouse; return the unlabelled texts to learn from (the
+    ``[classify] max_unlabelled`` most recent articles). The writer is closed on return."""
+    with open_warehouse(config) as con:
+        replace_labels(con, labels)
+        rows = unlabelled_texts(con, config.classify.max_unlabelled)
+    return [document_text(title, text) for title, text in rows]
+
+
+def _stored_path(config: Config, path: Path) -> str:
+    """The artifact path as the warehouse keeps it: relative to the config's folder if inside."""
+    try:
+        return str(path.relative_to(config.base_dir))
+    except ValueError:
+        return str(path)
+
+
+def train_and_record(
+    config: Config,
+    extra_seed_files: Sequence[Path] = (),
+    report: Callable[[str], None] | None = None,
+) -> SavedModel:
+    """Train topic and stance models from seeds/ (plus ``extra_seed_files``), save the artifact
+    under ``[classify] models_dir`` and make its version current in the warehouse.
+
+    Returns the SavedModel (version, path, hash, card and the model). Raises NoLabelsError when
+    there are no labels, LabelFileError for a bad label file, and the warehouse's lock error when
+    the writer stays busy. ``report`` receives one line before training starts.
+    """
+    labels = all_labels(config, extra_seed_files)
+    if not labels:
+        raise NoLabelsError(
+            f"no labels in {seeds_dir(config)}: add some with `newsmon seeds import`"
+        )
+    pool = sync_labels_and_read_pool(config, labels)
+    if report is not None:
+        report(f"training on {len(labels)} label(s) and {len(pool)} unlabelled article(s)")
+    model = train(labels, pool, config.topics)
+    saved = save(model, versions_dir(config))
+    with open_warehouse(config) as con:
+        record_model(con, saved.version, _stored_path(config, saved.path), saved.sha256, saved.card)
+    log.info("model %s: %d label(s), %d unlabelled", saved.version, len(labels), len(pool))
+    return saved
+
+
+def has_usable_model(config: Config) -> bool:
+    """Whether the warehouse names a current model whose artifact is present and intact."""
+    with open_warehouse(config) as con:
+        row = current_model(con)
+    if row is None:
+        return False
+    path = config.resolve(Path(row.artifact_path))
+    try:
+        if not path.is_file() or sha256_of(path) != row.artifact_sha256:
+            raise ArtifactError(f"{path}: missing or changed")
+    except (OSError, ArtifactError) as exc:
+        log.warning("current model %s is unusable (%s): retraining", row.version, exc)
+        return False
+    return True
+
+
+def ensure_model(config: Config) -> bool:
+    """Train from seeds/ when the warehouse has no usable current model; return whether it did.
+
+    A current model whose artifact file is missing or altered (models/ is rebuilt, not versioned)
+    counts as none. With no labels at all nothing is trained and False is returned.
+    """
+    if has_usable_model(config):
+        return False
+    try:
+        train_and_record(config)
+    except NoLabelsError as exc:
+        log.warning("no model trained: %s", exc)
+        return False
+    return True
