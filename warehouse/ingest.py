@@ -3,7 +3,7 @@ or per batch of pages, so a crash loses at most the batch in hand and never what
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -22,6 +22,7 @@ from newsmon.ingest import (
     PendingEntry,
     next_poll_after,
 )
+from newsmon.warehouse.db import transaction
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -187,17 +188,6 @@ REQUEST_SCHEMA = pa.schema([
     ("requested_at", TIMESTAMP), ("status_code", pa.int32()), ("bytes", pa.int64()),
     ("duration_ms", pa.float64()), ("error", pa.string()),
 ])
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 @contextmanager

@@ -1,0 +1,30 @@
+"""`newsmon ingest` as a user runs it: summary, one line per failed feed, and the exit code."""
+
+import pytest
+from typer.testing import CliRunner
+
+from newsmon.cli import app
+from tests.fakesite import Item, article_page, article_text, rss20
+from tests.test_ingest_flow import config_text
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_ingest_prints_summary_and_exits_zero_when_some_feed_was_read(site, write_config):
+    site.page("/a.html", article_page("A story", article_text(3)))
+    site.feed("/ok.xml", rss20("OK", [Item("A story", site.url("/a.html"), "a")]))
+    config = write_config(config_text(site, ["/ok.xml", "/missing.xml"]))
+
+    result = CliRunner().invoke(app, ["--config", str(config), "ingest"])
+
+    assert result.exit_code == 0, result.output
+    assert "feeds:    1 read, 0 unchanged (304), 1 failed" in result.output
+    assert "articles: 1 new" in result.output
+    assert f"feed failed {site.url('/missing.xml')}: HTTP 404 Not Found" in result.output
+
+
+def test_ingest_exits_one_when_no_feed_could_be_read(site, write_config):
+    config = write_config(config_text(site, ["/missing.xml"]))
+    result = CliRunner().invoke(app, ["--config", str(config), "ingest"])
+    assert result.exit_code == 1
+    assert "feeds:    0 read, 0 unchanged (304), 1 failed" in result.output
