@@ -57,6 +57,8 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
     fewer examples; 0 skips calibration, so predict_proba is unavailable, and with it the
     cross-validated choice: self-training is then used whenever rounds > 0).
     max_self_training_classes: above this many classes, only the labelled rows are used.
+    cv_pool: at most this many unlabelled rows (drawn at random) take part in the cross-validated
+    choice, which fits ``rounds + 1`` SVMs per fold; the final model uses the whole pool.
 
     After fit: ``self_training_`` (whether the unlabelled rows were used), ``self_training_reason_``
     (why) and ``cv_macro_f1_`` (out-of-fold macro-F1 of each option tried, or None).
@@ -70,6 +72,7 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         calibration_folds: int = 5,
         random_state: int = 0,
         max_self_training_classes: int = 20,
+        cv_pool: int = 2000,
     ) -> None:
         self.C = C
         self.rounds = rounds
@@ -77,6 +80,7 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         self.calibration_folds = calibration_folds
         self.random_state = random_state
         self.max_self_training_classes = max_self_training_classes
+        self.cv_pool = cv_pool
 
     def _svm(self) -> LinearSVC:
         return LinearSVC(C=self.C, class_weight="balanced", random_state=self.random_state)
@@ -183,7 +187,14 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
                 fold_codes = fold_codes[keep]
                 svm = self._self_train(X[keep], fold_codes, 0)
             else:
-                svm = self._self_train(X, fold_codes, rounds)
+                pool = np.flatnonzero(codes == UNLABELLED)
+                if len(pool) > self.cv_pool:
+                    rng = np.random.default_rng(self.random_state)
+                    dropped = np.setdiff1d(pool, rng.choice(pool, self.cv_pool, replace=False))
+                    keep = np.setdiff1d(np.arange(len(codes)), dropped)
+                    svm = self._self_train(X[keep], fold_codes[keep], rounds)
+                else:
+                    svm = self._self_train(X, fold_codes, rounds)
             scores[held_out] = _scores(svm, X[labelled[held_out]])
         return scores
 

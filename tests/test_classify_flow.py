@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from typer.testing import CliRunner
 
 from newsmon.cli import app
@@ -166,3 +167,74 @@ def test_evaluate_json_reports_metrics_and_learning_curve(write_config, tmp_path
     assert topic["metrics"]["confusion"]["labels"] == ["markets", "none", "sport"]
     assert [row["labels_per_class"] for row in topic["learning_curve"]] == [2, 10, 50]
     assert report["tasks"]["stance"]["metrics"]["n"] == 8
+
+
+CUSTOM_DIRS = """
+[classify]
+seeds_dir = "labelled"
+models_dir = "artifacts/versions"
+batch_size = 4
+max_unlabelled = 3
+"""
+
+
+def test_train_and_record_and_ensure_model_use_the_configured_folders(
+    prefect_harness, write_config, tmp_path: Path
+) -> None:
+    from newsmon.models.artifacts import load
+    from newsmon.models.lifecycle import NoLabelsError, ensure_model, train_and_record
+
+    config_path = write_config(CONFIG + CUSTOM_DIRS)
+    config = load_config(config_path)
+    store_articles(config.warehouse_path, [x.text for x in corpus(5, seed=7)])
+    # No labels yet: nothing to train, and ensure_model says so rather than failing.
+    assert ensure_model(config) is False
+    with pytest.raises(NoLabelsError, match="labelled"):
+        train_and_record(config)
+
+    write_labels(tmp_path / "labelled" / "labels.jsonl", corpus(6))
+    extra = tmp_path / "extra.jsonl"
+    write_labels(extra, corpus(2, seed=3))
+    saved = train_and_record(config, extra_seed_files=[extra])
+    assert saved.path.parent.parent == tmp_path / "artifacts" / "versions"
+    assert saved.card["topic"]["label_counts"] == {"sport": 8, "markets": 8, "none": 8}
+    assert saved.card["unlabelled_articles"] == 3  # [classify] max_unlabelled
+    assert saved.card["topic"]["self_training"]["used"] in (True, False)
+    assert saved.card["topic"]["self_training"]["reason"]
+    assert query(config_path, "SELECT count(*) FROM labels") == [(24,)]
+    rows = query(config_path, "SELECT model_version, artifact_path FROM model_versions")
+    assert rows == [(saved.version, f"artifacts/versions/{saved.version}/model.joblib")]
+    assert load(saved.path, saved.sha256).topic.classes == ["markets", "none", "sport"]
+    # The analyst copy is published by open_warehouse.
+    with open_reader(config.analyst_copy_path) as con:
+        assert con.execute("SELECT count(*) FROM model_versions").fetchone() == (1,)
+
+    # A usable current model: nothing to do.
+    assert ensure_model(config) is False
+    assert query(config_path, "SELECT count(*) FROM model_versions") == [(1,)]
+    # Its artifact gone (models/ is rebuilt, not versioned): trained again from the seeds.
+    saved.path.unlink()
+    assert ensure_model(config) is True
+    current = query(
+        config_path, "SELECT model_version, artifact_path FROM model_versions WHERE is_current"
+    )
+    assert current[0][0] != saved.version
+    assert (tmp_path / current[0][1]).is_file()
+    assert query(config_path, "SELECT count(*) FROM labels") == [(18,)]  # seeds only now
+
+    outcome = classify_flow(config_path=str(config_path))
+    assert outcome["classified"] == 15
+    batches = query(config_path, "SELECT count(*) FROM predictions")
+    assert batches == [(15,)]
+
+
+def test_ensure_model_trains_when_the_warehouse_has_no_model(write_config, tmp_path) -> None:
+    from newsmon.models.lifecycle import ensure_model
+
+    config_path = setup_project(write_config, tmp_path)
+    config = load_config(config_path)
+    assert query(config_path, "SELECT count(*) FROM model_versions") == [(0,)]
+    assert ensure_model(config) is True
+    assert query(config_path, "SELECT count(*) FROM model_versions WHERE is_current") == [(1,)]
+    assert ensure_model(config) is False
+    assert query(config_path, "SELECT count(*) FROM model_versions") == [(1,)]

@@ -12,6 +12,7 @@ from newsmon.models.artifacts import ArtifactError, load, save
 from newsmon.models.evaluation import classification_metrics
 from newsmon.models.features import WordNgramTfidf
 from newsmon.models.predict import predict
+from newsmon.models.selftraining import SelfTrainingSVM
 from newsmon.models.training import train
 
 VOCAB = {
@@ -165,3 +166,37 @@ def test_artifact_round_trip_and_tampering_is_refused(tmp_path) -> None:
     saved.path.write_bytes(saved.path.read_bytes() + b"x")
     with pytest.raises(ArtifactError, match="does not match"):
         load(saved.path, saved.sha256)
+
+
+def test_unlabelled_articles_are_used_only_when_cross_validation_says_they_help(
+    tmp_path,
+) -> None:
+    labels, pool = corpus(4, seed=3), [x.text for x in corpus(40, seed=5)]
+    model = train(labels, pool, TOPICS)
+    for task in (model.topic, model.stance):
+        classifier = task.classifier
+        scores = classifier.cv_macro_f1_
+        assert set(scores) == {"labelled_only", "self_training"}
+        assert scores["self_training"] is not None
+        assert classifier.self_training_ == (scores["self_training"] > scores["labelled_only"])
+        assert "cross-validated macro-F1" in classifier.self_training_reason_
+        # The confidences' out-of-fold predictions are those of the option chosen.
+        truth, guess = task.cv_predictions()
+        chosen = "self_training" if classifier.self_training_ else "labelled_only"
+        assert classification_metrics(truth, guess)["macro_f1"] == pytest.approx(scores[chosen])
+    card = save(model, tmp_path).card
+    assert card["topic"]["self_training"]["used"] == model.topic.classifier.self_training_
+    assert card["topic"]["self_training"]["cross_validated_macro_f1"] == (
+        model.topic.classifier.cv_macro_f1_
+    )
+
+    # Above max_self_training_classes it is not even tried: labelled rows only, and it says why.
+    X = model.features.transform([x.text for x in labels] + pool)
+    y = np.array([x.topic for x in labels] + [None] * len(pool), dtype=object)
+    capped = SelfTrainingSVM(max_self_training_classes=2).fit(X, y)
+    assert capped.self_training_ is False
+    assert capped.self_training_reason_.startswith("3 classes (more than 2)")
+    assert capped.cv_macro_f1_["self_training"] is None
+    # Without unlabelled rows there is nothing to decide.
+    alone = SelfTrainingSVM().fit(X[: len(labels)], y[: len(labels)])
+    assert alone.self_training_ is False and alone.self_training_reason_ == "no unlabelled articles"

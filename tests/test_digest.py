@@ -19,6 +19,9 @@ from typer.testing import CliRunner
 
 from newsmon.cli import app
 from newsmon.config import load_config
+from newsmon.digest.charts import make_charts
+from newsmon.digest.mail import build_message
+from newsmon.digest.render import render
 from newsmon.digest.report import gather
 from newsmon.digest.weeks import IsoWeek
 from newsmon.warehouse.db import open_reader, open_writer
@@ -118,7 +121,7 @@ ARTICLES = [
      "https://wire.example/steel", "Wire", at(18), 0xC0FFEE,
      "tariffs", 0.95, "against", 0.9),
     (7, "Football results from the weekend", "https://sport.example/results", "Sport",
-     at(22), 0xD00D, "none", 0.99, None, None),
+     at(22), 0x5A5A5A5A5A5A5A5A, "none", 0.99, None, None),
     (8, "Unclassified piece on weather", "https://wx.example/rain", None, at(21), 0xE0E0,
      None, None, None, None),
     # The week before: two on the topic, for the changes.
@@ -242,6 +245,9 @@ def test_gather_counts_the_week_and_the_one_before(project: tuple[Path, Recorder
     assert report.model is not None and report.model.version == "m2"
     assert sum(report.daily["US-North Korea diplomacy"]) == 5
     assert report.daily["Unclassified"][5] == 1  # Saturday 21 November
+    # The articles on none of the topics are still listed: not yet classified first.
+    assert [s.lead.article_id for s in report.other_stories] == [8, 7]
+    assert [s.classified for s in report.other_stories] == [False, True]
 
 
 def test_flow_mails_once_then_only_with_force(
@@ -292,6 +298,13 @@ def test_flow_mails_once_then_only_with_force(
     assert "Flaky Feed: failed 2 of 3 fetches, recovered" in text
     assert "Model m2, trained Tue 10 Nov: topic macro-F1 0.81, stance macro-F1 0.64." in text
     assert "newsmon label" in text
+    # Articles outside the topics: the unclassified one first, then the off-topic one.
+    assert "OTHER COVERAGE" in text and "Other coverage" in html
+    weather, football = "Unclassified piece on weather", "Football results from the weekend"
+    assert text.index(weather) < text.index(football)
+    assert html.index(weather) < html.index(football)
+    assert "wx.example · Sat 21 Nov · not yet classified" in text
+    assert "Sport · Sun 22 Nov · on no topic" in text
     assert all(len(line) <= 76 or "://" in line for line in text.splitlines())
 
     folder = config.digests_path
@@ -425,3 +438,86 @@ def test_bad_week_is_refused_before_any_work(write_config) -> None:
     assert result.exit_code == 2
     assert "expected the form 2026-W47" in result.stderr
     assert not (config_path.parent / "warehouse").exists()
+
+
+def insert_articles(database: Path, titles: list[str], topic: str | None = None) -> None:
+    """Articles dated through the week, with a current model's prediction only if `topic`."""
+    with open_writer(database) as con:
+        for n, title in enumerate(titles, start=1):
+            published = at(16 + n % 7, 9 + n)
+            con.execute(
+                "INSERT INTO articles (article_id, canonical_url, title, published_at, "
+                "first_seen_at, fetched_at, site, text, word_count, content_hash, simhash, "
+                "extraction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 100, ?, ?, 'trafilatura')",
+                [n, f"https://outlet{n}.example/{n}", title, published, published, published,
+                 f"Outlet {n}", f"{title} was reported on by the outlet in some detail, "
+                 f"with quotes from officials and analysts alike, story number {n}.",
+                 f"hash{n}", n * 0x10101],
+            )  # fmt: skip
+            if topic is not None:
+                con.execute(
+                    "INSERT INTO predictions (article_id, model_version, predicted_at, topic, "
+                    "topic_confidence) VALUES (?, 'm2', ?, ?, 0.9)",
+                    [n, published, topic],
+                )
+        if topic is not None:
+            con.execute(
+                "INSERT INTO model_versions (model_version, trained_at, is_current, "
+                "artifact_path, artifact_sha256, topic_macro_f1, stance_macro_f1, card) VALUES "
+                "('m2', '2026-11-10 09:00+00', true, 'models/m2', 'y', 0.8, 0.6, '{}')"
+            )
+
+
+UNRELATED_TITLES = [
+    "Envoys arrive in Singapore for working-level talks",
+    "Harbour festival draws record crowds",
+    "Late goal settles the league final",
+    "Storm closes mountain passes overnight",
+]
+
+
+def render_week(config_path: Path):
+    config = load_config(config_path)
+    with open_reader(config.warehouse_path) as con:
+        report = gather(con, config, IsoWeek.parse(WEEK))
+    charts = make_charts(report)
+    rendered = render(report, charts, "[newsmon]")
+    message = build_message(config.email, rendered, charts)
+    text = rendered.text
+    return report, charts, rendered.html, text, message
+
+
+def test_without_a_model_the_stories_are_listed_and_empty_charts_left_out(write_config) -> None:
+    config_path = write_config(CONFIG.format(port=25, to="[]"))
+    insert_articles(load_config(config_path).warehouse_path, UNRELATED_TITLES)
+
+    report, charts, html, text, message = render_week(config_path)
+
+    assert (report.total, report.unclassified, report.model) == (4, 4, None)
+    assert sorted(s.lead.title for s in report.other_stories) == sorted(UNRELATED_TITLES)
+    # The daily chart has the unclassified articles; no topic has a stance to chart.
+    assert list(charts) == ["daily"]
+    assert parts(message).count("image/png") == 1 and html.count("<img ") == 1
+    assert html.count("No classified articles on this topic in the last eight weeks yet.") == 2
+    assert "Not yet classified</h2>" in html and "NOT YET CLASSIFIED" in text
+    for title in UNRELATED_TITLES:
+        assert title in html and title in text
+    assert "was reported on by the outlet in some detail" in html  # the lede
+    assert "https://outlet3.example/3" in html and "https://outlet3.example/3" in text
+    assert "not yet classified ·" not in text  # the heading says so once, not every item
+    assert "4 articles of the week are not classified yet" in text
+
+
+def test_an_off_topic_week_lists_its_stories_and_draws_no_chart(write_config) -> None:
+    config_path = write_config(CONFIG.format(port=25, to="[]"))
+    insert_articles(load_config(config_path).warehouse_path, UNRELATED_TITLES, topic="none")
+
+    report, charts, html, text, message = render_week(config_path)
+
+    assert (report.off_topic, report.unclassified) == (4, 0)
+    assert charts == {} and "image/png" not in parts(message) and "<img " not in html
+    assert "No article this week was on your topics or waiting to be classified." in html
+    assert "On none of your topics</h2>" in html and "ON NONE OF YOUR TOPICS" in text
+    assert "4 articles were judged to be on none of your topics." in text
+    for title in UNRELATED_TITLES:
+        assert title in html and title in text

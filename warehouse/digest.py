@@ -86,6 +86,23 @@ ORDER BY dated_at, article_id
 """
 )
 
+# The week's other articles: no prediction from the current model yet, or on none of the
+# configured topics ('none', or a topic id no longer configured). Those not yet classified come
+# first, and at most $pool are read: in a large week the off-topic ones run to thousands, and
+# the digest lists only the top few stories among them.
+OTHER_ARTICLES = (
+    _ARTICLES_IN_RANGE
+    + """
+SELECT
+    article_id, title, url, outlet, dated_at, simhash, topic, topic_confidence, stance,
+    stance_confidence, left(text, $text_chars) AS opening
+FROM in_range
+WHERE NOT classified OR NOT list_contains($topics, topic)
+ORDER BY classified, dated_at, article_id
+LIMIT $pool
+"""
+)
+
 # The start of chosen articles' texts, for the top stories' ledes. The bound on first_seen_at
 # skips old row groups, as above.
 ARTICLE_TEXTS = """

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from email.utils import make_msgid
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from newsmon.digest.report import UNCLASSIFIED, DigestReport, TopicReport, stance_order
 
@@ -74,12 +75,17 @@ def _chart(name: str, title: str, alt: str, figure: Figure) -> Chart:
     )
 
 
-def daily_chart(report: DigestReport) -> Chart:
-    """Stacked bars: articles per day of the week, by topic, and those not yet classified."""
+def daily_chart(report: DigestReport) -> Chart | None:
+    """Stacked bars: articles per day of the week, by topic, and those not yet classified.
+
+    None when the week has no such article (only off-topic ones): empty axes say nothing.
+    """
     # A topic keeps its colour (its place in the config) even when another has no articles.
     colours = {name: TOPIC_COLOURS[i % len(TOPIC_COLOURS)] for i, name in enumerate(report.daily)}
     colours[UNCLASSIFIED] = UNCLASSIFIED_COLOUR
     series = {name: counts for name, counts in report.daily.items() if any(counts)}
+    if not series:
+        return None
     figure = _figure(2.6)
     axes = figure.add_subplot()
     bottom = [0] * 7
@@ -88,26 +94,31 @@ def daily_chart(report: DigestReport) -> Chart:
         axes.bar(DAY_NAMES, counts, bottom=bottom, color=colour, label=name, width=0.7)
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     _style(axes)
+    # Counts of articles: whole numbers on the axis, never 0.2, 0.4...
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("articles", fontsize=8)
-    if series:
-        axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
     days = ", ".join(f"{day} {n}" for day, n in zip(DAY_NAMES, bottom, strict=True))
     busiest = max(range(7), key=lambda i: bottom[i])
     alt = (
         f"Bar chart of articles per day in {report.week}, on configured topics and not yet "
         f"classified: {days}. Busiest day: {DAY_NAMES[busiest]}."
     )
-    if series:
-        alt += " By topic: " + "; ".join(f"{n} {sum(c)}" for n, c in series.items()) + "."
+    alt += " By topic: " + "; ".join(f"{n} {sum(c)}" for n, c in series.items()) + "."
     return _chart("daily", "Articles per day", alt, figure)
 
 
-def stance_chart(topic: TopicReport, index: int) -> Chart:
-    """100% stacked bars: each week's stance shares for one topic over the last weeks."""
+def stance_chart(topic: TopicReport, index: int) -> Chart | None:
+    """100% stacked bars: each week's stance shares for one topic over the last weeks.
+
+    None when no article over those weeks was classified on the topic: nothing to draw.
+    """
     stances = stance_order(s for _, counts in topic.weekly_stances for s in counts)
     colours = stance_colours(stances)
     labels = [f"W{week.week:02d}" for week, _ in topic.weekly_stances]
     totals = [sum(counts.values()) for _, counts in topic.weekly_stances]
+    if not any(totals):
+        return None
     figure = _figure(2.3)
     axes = figure.add_subplot()
     bottom = [0.0] * len(labels)
@@ -138,8 +149,7 @@ def stance_chart(topic: TopicReport, index: int) -> Chart:
     _style(axes)
     axes.set_ylim(0, 108)
     axes.set_ylabel("% of articles", fontsize=8)
-    if stances:
-        axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
 
     def describe(counts: dict[str | None, int], total: int) -> str:
         if not total:
@@ -158,7 +168,10 @@ def stance_chart(topic: TopicReport, index: int) -> Chart:
 
 
 def make_charts(report: DigestReport) -> dict[str, Chart]:
-    """The digest's charts by name: 'daily', and 'stance-<n>' per topic (n from 0)."""
+    """The digest's charts by name: 'daily', and 'stance-<n>' per topic (n from 0).
+
+    A chart with no data is left out; the templates say so in words where it would be.
+    """
     charts = [daily_chart(report)]
     charts += [stance_chart(topic, i) for i, topic in enumerate(report.topics)]
-    return {chart.name: chart for chart in charts}
+    return {chart.name: chart for chart in charts if chart is not None}

@@ -17,11 +17,12 @@ import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from newsmon.digest.charts import Chart, stance_colours, stance_label
-from newsmon.digest.report import DigestReport, FeedFailure
+from newsmon.digest.report import CHART_WEEKS, Article, DigestReport, FeedFailure
 
 # The labelling loop's command, shown beside the articles the model was least sure about.
 LABEL_COMMAND = "newsmon label"
 TEXT_WIDTH = 76
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,48 @@ def web_link(url: str) -> str:
     return url if urlsplit(url).scheme.lower() in ("http", "https") else "#"
 
 
+def number_word(number: int) -> str:
+    """Small numbers in words, as in running text ('eight weeks'); digits from ten."""
+    return NUMBER_WORDS[number] if 0 <= number < len(NUMBER_WORDS) else str(number)
+
+
+def prediction(article: Article) -> str:
+    """What the model made of an article outside the configured topics."""
+    if not article.classified:
+        return "not yet classified"
+    if article.topic == "none":
+        return "on no topic"
+    return f"on topic {article.topic!r}, no longer configured"
+
+
+def other_heading(report: DigestReport) -> str:
+    """The heading of the section for articles on none of the topics: say what they are."""
+    if report.unclassified and report.off_topic:
+        return "Other coverage"
+    return "Not yet classified" if report.unclassified else "On none of your topics"
+
+
+def other_note(report: DigestReport) -> str:
+    unclassified, off_topic = report.unclassified, report.off_topic
+    if report.model is None:
+        waiting = (
+            "No model has been trained yet, so none of the week's "
+            f"{plural(unclassified, 'article')} has a topic or stance: here are its top stories."
+        )
+    else:
+        waiting = (
+            f"{plural(unclassified, 'article')} {'has' if unclassified == 1 else 'have'} no "
+            f"prediction from model {report.model.version} yet; they may be on your topics."
+        )
+    judged = (
+        f"{plural(off_topic, 'article')} {'was' if off_topic == 1 else 'were'} judged to be on "
+        "none of your topics."
+    )
+    if unclassified and off_topic:
+        return f"{waiting} {judged} Stories not yet classified come first."
+    return waiting if unclassified else judged
+
+
 def _environment() -> Environment:
     environment = Environment(
         loader=PackageLoader("newsmon.digest", "templates"),
@@ -120,8 +163,15 @@ def _environment() -> Environment:
         format_outlet=format_outlet,
         feed_list=feed_list,
         web_link=web_link,
+        prediction=prediction,
     )
-    environment.globals.update(label_command=LABEL_COMMAND, stance_colours=stance_colours)
+    environment.globals.update(
+        label_command=LABEL_COMMAND,
+        stance_colours=stance_colours,
+        chart_weeks=number_word(CHART_WEEKS),
+        other_heading=other_heading,
+        other_note=other_note,
+    )
     return environment
 
 

@@ -22,6 +22,10 @@ from newsmon.warehouse import digest as queries
 # Weeks in the stance-share chart, this one included.
 CHART_WEEKS = 8
 TOP_STORIES = 5
+# Stories listed from the week's articles outside the configured topics (not yet classified,
+# or on none of them), and how many of those articles are read to find them.
+OTHER_STORIES = 10
+OTHER_POOL = 2000
 TOP_OUTLETS = 5
 NEEDS_REVIEW = 5
 # An article needs review when the model's least sure prediction on it is below this: a
@@ -46,7 +50,7 @@ class Article:
     url: str
     outlet: str
     dated_at: datetime  # in the digest's time zone
-    topic: str
+    topic: str | None  # None: no prediction from the current model yet
     topic_confidence: float | None
     stance: str | None  # None: the model could not tell
     stance_confidence: float | None
@@ -56,6 +60,10 @@ class Article:
         """How sure the model was of this article overall: its least sure prediction."""
         values = [v for v in (self.topic_confidence, self.stance_confidence) if v is not None]
         return min(values) if values else 0.0
+
+    @property
+    def classified(self) -> bool:
+        return self.topic is not None
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,11 @@ class Story:
     @property
     def outlets(self) -> list[str]:
         return list(dict.fromkeys(a.outlet for a in self.articles))
+
+    @property
+    def classified(self) -> bool:
+        """Whether the model has judged every article of the story (all off-topic, then)."""
+        return all(a.classified for a in self.articles)
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,9 @@ class DigestReport:
     off_topic: int
     unclassified: int
     topics: list[TopicReport]
+    # Top stories among the articles on none of the topics: not yet classified (those first),
+    # or predicted off-topic. Readers see the week's coverage before the model has judged it.
+    other_stories: list[Story]
     # Articles per day of the week, per topic name, plus UNCLASSIFIED.
     daily: dict[str, list[int]]
     feeds_fetched: int
@@ -191,15 +207,30 @@ def _stories(
     openings: Mapping[int, str],
     simhashes: Mapping[int, int | None],
     near_bits: int,
+    limit: int = TOP_STORIES,
+    unclassified_first: bool = False,
 ) -> list[Story]:
-    """The topic's top stories: most outlets first, then most articles, then earliest."""
+    """The top stories: most outlets first, then most articles, then earliest.
+
+    With `unclassified_first`, stories with an article the model has not judged yet come
+    before those it judged off-topic.
+    """
     candidates = [
         StoryCandidate(a.title, openings[a.article_id], simhashes[a.article_id], a.dated_at)
         for a in articles
     ]
     groups = [[articles[i] for i in group] for group in group_stories(candidates, near_bits)]
-    groups.sort(key=lambda g: (-len({a.outlet for a in g}), -len(g), g[0].dated_at))
-    top = groups[:TOP_STORIES]
+    groups.sort(
+        key=lambda g: (
+            unclassified_first and all(a.classified for a in g),
+            -len({a.outlet for a in g}),
+            -len(g),
+            g[0].dated_at,
+        )
+    )
+    top = groups[:limit]
+    if not top:
+        return []
     texts = dict(
         con.execute(
             queries.ARTICLE_TEXTS,
@@ -249,41 +280,59 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         elif topic in topics:
             daily[topics[topic].name][day_index[day]] += count
 
-    by_topic: dict[str, list[Article]] = defaultdict(list)
     openings: dict[int, str] = {}
     simhashes: dict[int, int | None] = {}
-    cursor = con.execute(
-        queries.TOPIC_ARTICLES,
-        {**_range(week, zone), "topics": list(topics), "text_chars": OPENING_CHARS},
-    )
-    for (
-        article_id,
-        title,
-        url,
-        outlet,
-        dated_at,
-        simhash,
-        topic,
-        topic_conf,
-        stance,
-        stance_conf,
-        opening,
-    ) in cursor.fetchall():
-        by_topic[topic].append(
-            Article(
-                article_id,
-                title or "(untitled)",
-                url,
-                outlet or "",
-                dated_at.astimezone(zone),
-                topic,
-                topic_conf,
-                stance,
-                stance_conf,
-            )
+
+    def read_articles(query: str, **parameters: object) -> list[Article]:
+        """The query's articles; their openings and simhashes go to the dicts above."""
+        found = []
+        cursor = con.execute(
+            query,
+            {
+                **_range(week, zone),
+                "topics": list(topics),
+                "text_chars": OPENING_CHARS,
+                **parameters,
+            },
         )
-        openings[article_id] = opening or ""
-        simhashes[article_id] = simhash
+        for (
+            article_id,
+            title,
+            url,
+            outlet,
+            dated_at,
+            simhash,
+            topic,
+            topic_conf,
+            stance,
+            stance_conf,
+            opening,
+        ) in cursor.fetchall():
+            found.append(
+                Article(
+                    article_id,
+                    title or "(untitled)",
+                    url,
+                    outlet or "",
+                    dated_at.astimezone(zone),
+                    topic,
+                    topic_conf,
+                    stance,
+                    stance_conf,
+                )
+            )
+            openings[article_id] = opening or ""
+            simhashes[article_id] = simhash
+        return found
+
+    by_topic: dict[str | None, list[Article]] = defaultdict(list)
+    for article in read_articles(queries.TOPIC_ARTICLES):
+        by_topic[article.topic].append(article)
+    # The pool comes unclassified first; stories are grouped and led in date order.
+    others = sorted(
+        read_articles(queries.OTHER_ARTICLES, pool=OTHER_POOL),
+        key=lambda a: (a.dated_at, a.article_id),
+    )
 
     topic_reports = []
     for topic in config.topics:
@@ -330,6 +379,16 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         off_topic=off_topic(week),
         unclassified=sum(weekly[week][None].values()),
         topics=topic_reports,
+        other_stories=_stories(
+            con,
+            week.start(zone),
+            others,
+            openings,
+            simhashes,
+            config.ingest.near_duplicate_bits,
+            limit=OTHER_STORIES,
+            unclassified_first=True,
+        ),
         daily=daily,
         feeds_fetched=len(feeds),
         feed_failures=failures,
