@@ -37,6 +37,7 @@ from newsmon.ingest import (
     read_poll,
     resolve_pages,
 )
+from newsmon.models.lifecycle import ensure_model
 from newsmon.urls import normalize_url
 from newsmon.warehouse import ingest as store
 from newsmon.warehouse import open_warehouse
@@ -265,6 +266,9 @@ def ingest_flow(config_path: str | None = None, classify: bool = True) -> Ingest
         key="ingest-summary", markdown=result.markdown(), description="newsmon ingest run"
     )
     if classify and result.unclassified:
-        # After run_ingest has released the writer: the classify flow takes it in turn.
+        # After run_ingest has released the writer: training and classifying take it in turn.
+        # The first model comes from seeds/, so a fresh install classifies from its first run.
+        if ensure_model(config):
+            get_run_logger().info("no usable model yet: trained one from the seed labels")
         result.classified = classify_flow(config_path)
     return result

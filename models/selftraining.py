@@ -150,6 +150,8 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         self.self_training_ = bool(use)
         self.self_training_reason_ = reason
         self.svm_ = self._self_train(X, codes, self.rounds if use else 0)
+        self.weights_ = np.ascontiguousarray(self.svm_.coef_.T, dtype=np.float32)
+        self.intercept_ = self.svm_.intercept_.astype(np.float32)
         return self
 
     def _try_self_training(self, is_labelled: np.ndarray) -> tuple[bool, str]:
@@ -210,7 +212,13 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: sp.spmatrix) -> np.ndarray:
         check_is_fitted(self, "svm_")
-        return _scores(self.svm_, X)
+        weights = getattr(self, "weights_", None)
+        if weights is None:  # a model saved before weights_ existed
+            return _scores(self.svm_, X)
+        # X @ a C-ordered float32 (features x classes) matrix: with many classes, about twice as
+        # fast as LinearSVC's X @ coef_.T, which reads a transposed float64 view.
+        scores = sp.csr_matrix(X, dtype=np.float32) @ weights + self.intercept_
+        return np.column_stack([-scores[:, 0], scores[:, 0]]) if scores.shape[1] == 1 else scores
 
     def predict(self, X: sp.spmatrix) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(axis=1)]

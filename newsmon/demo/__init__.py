@@ -52,11 +52,16 @@ def demo_site(seeds_dir: Path, now: datetime | None = None) -> dict[str, Documen
     stories: list[tuple[str, str, str, str, list[str]]] = [
         (a["outlet"], a["slug"], a["title"], a["author"], a["paragraphs"]) for a in written
     ]
-    for seed in sorted(seeds_dir.glob("*.txt")):
-        lines = [line.strip() for line in seed.read_text(encoding="utf-8").splitlines()]
-        paragraphs = [line for line in lines if line]
-        stories.append((SEED_OUTLET, seed.stem, paragraphs[0][:150], "Seed author",
-                        paragraphs[1:]))
+    # The seed documents, under the titles their labels give (their text opens with page
+    # furniture such as "Skip to content").
+    for line in (seeds_dir / "labels.jsonl").read_text(encoding="utf-8").splitlines():
+        seed = json.loads(line) if line.strip() else {}
+        if "text_file" not in seed:
+            continue
+        text = (seeds_dir / seed["text_file"]).read_text(encoding="utf-8")
+        paragraphs = [p.strip() for p in text.splitlines() if p.strip()]
+        stories.append((SEED_OUTLET, Path(seed["text_file"]).stem, seed["title"],
+                        seed.get("source") or "Seed author", paragraphs))
 
     documents: dict[str, Document] = {}
     feeds: dict[str, list[tuple[str, str, datetime]]] = {}
