@@ -7,14 +7,14 @@ row-by-row inserts are orders of magnitude slower in DuckDB.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
 from newsmon.labels import Label
+from newsmon.warehouse.db import transaction
 
 CURRENT_MODEL = """
 SELECT model_version, artifact_path, artifact_sha256
@@ -92,17 +92,6 @@ class ModelRow:
     version: str
     artifact_path: str
     artifact_sha256: str
-
-
-@contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def current_model(con: duckdb.DuckDBPyConnection) -> ModelRow | None:

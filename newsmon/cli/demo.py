@@ -75,8 +75,9 @@ def demo(
     console.print(f"\n[bold]Digest {digest.week}[/] ({digest.articles} articles):")
     for label, path in (("HTML", digest.files.html), ("text", digest.files.text),
                         ("mail", digest.files.eml)):
-        console.print(f"  {label:>5}: {path}", highlight=False)
-    console.print(f"\nDemo warehouse: {(directory / 'warehouse').resolve()}", highlight=False)
+        console.print(f"  {label:>5}: {path}", highlight=False, soft_wrap=True)
+    console.print(f"\nDemo warehouse: {(directory / 'warehouse').resolve()}", highlight=False,
+                  soft_wrap=True)
     console.print("Try some SQL on it:")
     for query in EXAMPLE_QUERIES:
         console.print(f"  newsmon --config {config_path} sql {json.dumps(query)}",
