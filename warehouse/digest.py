@@ -72,15 +72,20 @@ GROUP BY ALL
 """
 )
 
-# The week's articles on configured topics, with the opening of their text for story grouping
-# (the whole text is not needed and can be large).
-TOPIC_ARTICLES = (
-    _ARTICLES_IN_RANGE
-    + """
+# What story grouping reads of each article: the opening of its text, not the whole (it can be
+# large).
+_STORY_COLUMNS = """
 SELECT
     article_id, title, url, outlet, dated_at, simhash, topic, topic_confidence, stance,
     stance_confidence, left(text, $text_chars) AS opening
 FROM in_range
+"""
+
+# The week's articles on configured topics.
+TOPIC_ARTICLES = (
+    _ARTICLES_IN_RANGE
+    + _STORY_COLUMNS
+    + """
 WHERE classified AND list_contains($topics, topic)
 ORDER BY dated_at, article_id
 """
@@ -92,11 +97,8 @@ ORDER BY dated_at, article_id
 # the digest lists only the top few stories among them.
 OTHER_ARTICLES = (
     _ARTICLES_IN_RANGE
+    + _STORY_COLUMNS
     + """
-SELECT
-    article_id, title, url, outlet, dated_at, simhash, topic, topic_confidence, stance,
-    stance_confidence, left(text, $text_chars) AS opening
-FROM in_range
 WHERE NOT classified OR NOT list_contains($topics, topic)
 ORDER BY classified, dated_at, article_id
 LIMIT $pool
