@@ -1,13 +1,16 @@
 """The ingest flow: poll the feeds, download and extract new pages, store articles.
 
 Tasks work on batches (a chunk of feeds, a batch of pages), never on single articles: Prefect's
-per-task bookkeeping would otherwise cost more than the work. Downloads and extraction of the
+per-task bookkeeping would otherwise cost more than the work. Batches are passed to tasks
+``quote``d: Prefect would otherwise walk every item of every argument looking for futures,
+which cost more CPU than storing the batch. Downloads and extraction of the
 next batch overlap with storing the current one. All writes happen in the flow's own thread, on
 the one warehouse connection, one transaction per feed poll or page batch.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -20,6 +23,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from newsmon import progress
 from newsmon.config import Config, load_config
@@ -37,19 +41,21 @@ from newsmon.ingest import (
     read_poll,
     resolve_pages,
 )
-from newsmon.models.lifecycle import ensure_model
+from newsmon.labels import seeds_dir
+from newsmon.models.lifecycle import ModelState, ensure_model
 from newsmon.urls import normalize_url
 from newsmon.warehouse import ingest as store
 from newsmon.warehouse import open_warehouse
-from newsmon.warehouse.classify import unclassified_articles
+from newsmon.warehouse.classify import ModelRow, current_model, unclassified_articles
 from newsmon.warehouse.runs import finish_run, start_run
 
 FEEDS_PER_TASK = 25
 # No Prefect timeout_seconds on these tasks: they run in worker threads, where Prefect cannot
 # interrupt blocking I/O. Time is bounded where it can be enforced instead: every request has
 # a total deadline (newsmon.http) and every extraction a timeout that kills its worker.
-# Two page batches in flight: one downloading or extracting while the other is stored.
-BATCHES_IN_FLIGHT = 2
+# Page batches in flight: one downloading, one queued for the extraction workers, one being
+# extracted or stored. Fewer lets the workers run dry; more only holds more pages in memory.
+BATCHES_IN_FLIGHT = 3
 
 
 @dataclass
@@ -80,6 +86,7 @@ class IngestResult:
     page_errors: list[str]
     feeds_unreachable: int = 0
     unclassified: int = 0  # stored articles without a prediction from the current model
+    current_model: ModelRow | None = None
     classified: dict | None = None
 
     @property
@@ -127,16 +134,23 @@ def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher,
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def download_and_extract(
-    jobs: Sequence[PageJob], fetcher: Fetcher, extractor: ExtractorPool
+    jobs: Sequence[PageJob], fetcher: Fetcher, extractor: ExtractorPool, arrived: threading.Event
 ) -> tuple[list[FetchResult], dict[str, ExtractionOutcome]]:
-    """Download a batch of pages (HTML only) and extract them in the worker processes."""
-    results = fetcher.get_many([(job.url, None) for job in jobs], html_only=True)
-    items = [
-        (job.normalized_url, result.content, result.final_url or job.url)
-        for job, result in zip(jobs, results, strict=True)
-        if result.ok and result.content is not None
-    ]
-    return results, {o.key: o for o in extractor.extract_many(items)}
+    """Download a batch of pages (HTML only) and extract them in the worker processes; each
+    page goes to the workers as soon as it has arrived, while the others still download.
+    ``arrived`` is set when every download of the batch has finished."""
+    results: dict[int, FetchResult] = {}
+
+    def downloaded() -> Iterator[tuple[str, bytes, str]]:
+        for index, result in fetcher.iter_many([(job.url, None) for job in jobs], html_only=True):
+            results[index] = result
+            if result.ok and result.content is not None:
+                job = jobs[index]
+                yield job.normalized_url, result.content, result.final_url or job.url
+        arrived.set()
+
+    outcomes = extractor.extract_many(downloaded())
+    return [results[index] for index in range(len(jobs))], {o.key: o for o in outcomes}
 
 
 # No retries: a failed transaction was rolled back, and its pages are still pending for the
@@ -174,7 +188,7 @@ def _poll_all(con: duckdb.DuckDBPyConnection, config: Config, run_id: str,
     progress.start("feeds", len(due))
     limits = FetchLimits.from_settings(config.fetch, config.fetch.max_feed_bytes)
     with Fetcher(limits) as fetcher:
-        futures = [poll_feeds.submit(chunk, fetcher, config.fetch.full_fetch_every)
+        futures = [poll_feeds.submit(quote(chunk), fetcher, config.fetch.full_fetch_every)
                    for chunk in _chunks(due, FEEDS_PER_TASK)]
         states = {state.feed_url: state for state in due}
         for future in futures:
@@ -216,7 +230,8 @@ def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, run_id: str
         def store_oldest() -> None:
             batch, future = in_flight.popleft()
             results, extracted = future.result()
-            outcome = store_pages(con, batch, results, extracted, known, config, run_id)
+            outcome = store_pages(con, quote(batch), quote(results), quote(extracted), quote(known),
+                                 config, run_id)
             summary.articles_new += len(outcome.new_articles)
             summary.articles_updated += len(outcome.updated_articles)
             summary.articles_duplicate += outcome.duplicates
@@ -231,7 +246,16 @@ def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, run_id: str
             )
 
         for batch in _chunks(jobs, config.ingest.batch_size):
-            in_flight.append((batch, download_and_extract.submit(batch, fetcher, extractor)))
+            arrived = threading.Event()
+            future = download_and_extract.submit(quote(batch), fetcher, extractor, arrived)
+            future.wrapped_future.add_done_callback(lambda _, arrived=arrived: arrived.set())
+            in_flight.append((batch, future))
+            # Batches download one after another, each with every connection slot, so that the
+            # next batch is queued for the workers before they finish this one. Meanwhile the
+            # batches already extracted are stored.
+            arrived.wait()
+            while in_flight and in_flight[0][1].wrapped_future.done():
+                store_oldest()
             if len(in_flight) >= BATCHES_IN_FLIGHT:
                 store_oldest()
         while in_flight:
@@ -251,6 +275,7 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
                        [*result.feed_errors.values(), f"run failed: {exc!r}"])
             raise
         result.unclassified = unclassified_articles(con)
+        result.current_model = current_model(con)
         errors = [f"{url}: {error}" for url, error in result.feed_errors.items()]
         finish_run(con, run_id, "completed", result.summary.counts(),
                    errors + result.page_errors)
@@ -268,7 +293,15 @@ def ingest_flow(config_path: str | None = None, classify: bool = True) -> Ingest
     if classify and result.unclassified:
         # After run_ingest has released the writer: training and classifying take it in turn.
         # The first model comes from seeds/, so a fresh install classifies from its first run.
-        if ensure_model(config):
-            get_run_logger().info("no usable model yet: trained one from the seed labels")
-        result.classified = classify_flow(config_path)
+        state = ensure_model(config, result.current_model)
+        if state is ModelState.NO_LABELS:
+            note = (
+                f"no model, and no labels in {seeds_dir(config)} to train one: "
+                "add some with `newsmon seeds import` or `newsmon label`"
+            )
+            result.classified = {"classified": 0, "model_version": None, "note": note}
+        else:
+            if state is ModelState.TRAINED:
+                get_run_logger().info("no usable model yet: trained one from the seed labels")
+            result.classified = classify_flow(config_path)
     return result

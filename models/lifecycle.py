@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 
 from newsmon.config import Config
 from newsmon.labels import Label, all_labels, seeds_dir
 from newsmon.models.artifacts import ArtifactError, SavedModel, save, sha256_of, versions_dir
 from newsmon.models.training import document_text, train
-from newsmon.warehouse.classify import current_model, record_model, replace_labels, unlabelled_texts
+from newsmon.warehouse.classify import ModelRow, record_model, replace_labels, unlabelled_texts
 from newsmon.warehouse.db import open_warehouse
 
 log = logging.getLogger(__name__)
@@ -72,33 +73,41 @@ def train_and_record(
     return saved
 
 
-def has_usable_model(config: Config) -> bool:
-    """Whether the warehouse names a current model whose artifact is present and intact."""
-    with open_warehouse(config) as con:
-        row = current_model(con)
-    if row is None:
+class ModelState(Enum):
+    """What ``ensure_model`` found or did."""
+
+    READY = "the current model is usable"
+    TRAINED = "trained a model from the labels"
+    NO_LABELS = "no usable model, and no labels to train one"
+
+
+def artifact_intact(config: Config, current: ModelRow | None) -> bool:
+    """Whether ``current`` (the warehouse's current model) names an artifact that is present and
+    unaltered; False, with a warning for an altered or missing one, when it does not."""
+    if current is None:
         return False
-    path = config.resolve(Path(row.artifact_path))
+    path = config.resolve(Path(current.artifact_path))
     try:
-        if not path.is_file() or sha256_of(path) != row.artifact_sha256:
+        if not path.is_file() or sha256_of(path) != current.artifact_sha256:
             raise ArtifactError(f"{path}: missing or changed")
     except (OSError, ArtifactError) as exc:
-        log.warning("current model %s is unusable (%s): retraining", row.version, exc)
+        log.warning("current model %s is unusable (%s): retraining", current.version, exc)
         return False
     return True
 
 
-def ensure_model(config: Config) -> bool:
-    """Train from seeds/ when the warehouse has no usable current model; return whether it did.
+def ensure_model(config: Config, current: ModelRow | None) -> ModelState:
+    """Train from seeds/ unless ``current`` (the warehouse's current model, read by the caller
+    in its own session) is usable.
 
     A current model whose artifact file is missing or altered (models/ is rebuilt, not versioned)
-    counts as none. With no labels at all nothing is trained and False is returned.
+    counts as none. With no labels at all nothing is trained: NO_LABELS.
     """
-    if has_usable_model(config):
-        return False
+    if artifact_intact(config, current):
+        return ModelState.READY
     try:
         train_and_record(config)
     except NoLabelsError as exc:
         log.warning("no model trained: %s", exc)
-        return False
-    return True
+        return ModelState.NO_LABELS
+    return ModelState.TRAINED

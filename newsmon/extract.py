@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import InvalidStateError, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -286,21 +286,24 @@ class ExtractorPool:
             return f"worker died (exit code {exc.exitcode})", False
         return f"extraction crashed: {type(exc).__name__}: {exc}", False
 
-    def extract_many(self, items: Sequence[tuple[str, bytes, str]]) -> list[ExtractionOutcome]:
-        """Extract ``(key, content, url)`` items; outcomes come back in the same order.
+    def extract_many(self, items: Iterable[tuple[str, bytes, str]]) -> list[ExtractionOutcome]:
+        """Extract ``(key, content, url)`` items; outcomes come back in the order given.
 
-        All items are queued at once so every worker stays busy; a page that times out or kills
-        its worker fails alone. If the pool is closed or breaks meanwhile, the pages it had not
-        finished come back as retryable failures. Raises only when called after ``close``.
+        Each item is queued the moment ``items`` yields it, so a generator fed by downloads keeps
+        the workers busy while the rest of its pages are still arriving. A page that times out
+        or kills its worker fails alone. If the pool is closed or breaks meanwhile, the pages it
+        had not finished come back as retryable failures. Raises only when called after
+        ``close``.
         """
-        with self._lock:
-            self._ensure_pool()
-            pool = self._pool
-            futures = [self._schedule(content, url) for _, content, url in items]
-        self._wait(pool, futures)
-        return [
-            self._outcome(key, future) for (key, _, _), future in zip(items, futures, strict=True)
-        ]
+        scheduled: list[tuple[str, ProcessPool, ProcessFuture]] = []
+        for key, content, url in items:
+            with self._lock:
+                self._ensure_pool()
+                scheduled.append((key, self._pool, self._schedule(content, url)))
+        # A pool replaced midway (it broke) is waited on for its own pages only.
+        for pool in {id(pool): pool for _, pool, _ in scheduled}.values():
+            self._wait(pool, [future for _, owner, future in scheduled if owner is pool])
+        return [self._outcome(key, future) for key, _, future in scheduled]
 
     def warm_up(self) -> None:
         """Start the workers and have them extract a small page, so the first batch runs warm."""

@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -434,13 +434,24 @@ class Fetcher:
         *,
         html_only: bool = False,
     ) -> list[FetchResult]:
-        """`get` for each (url, headers) pair, concurrently, results in the same order.
+        """`get` for each (url, headers) pair, concurrently, results in the same order."""
+        results = dict(self.iter_many(requests, html_only=html_only))
+        return [results[index] for index in range(len(requests))]
+
+    def iter_many(
+        self,
+        requests: Sequence[tuple[str, Mapping[str, str] | None]],
+        *,
+        html_only: bool = False,
+    ) -> Iterator[tuple[int, FetchResult]]:
+        """`get` for each (url, headers) pair, concurrently; yields (index, result) as each
+        download finishes, so that the caller can start on a page while the rest download.
 
         Work is started host by host in turn, so that a batch holding many links to one outlet
         does not fill every thread with requests that then wait for that host's slots.
         """
         if not requests:
-            return []
+            return
         by_host: dict[str, list[int]] = {}
         for index, (url, _) in enumerate(requests):
             by_host.setdefault(_host_key(url), []).append(index)
@@ -453,12 +464,13 @@ class Fetcher:
         workers = min(self._limits.concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="newsmon-fetch") as pool:
             futures = {
-                index: pool.submit(
+                pool.submit(
                     self.get, requests[index][0], headers=requests[index][1], html_only=html_only
-                )
+                ): index
                 for index in order
             }
-            return [futures[index].result() for index in range(len(requests))]
+            for future in as_completed(futures):
+                yield futures[future], future.result()
 
     def _host_slot(self, url: str) -> threading.BoundedSemaphore:
         key = _host_key(url)

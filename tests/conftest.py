@@ -12,10 +12,18 @@ import newsmon.flows  # noqa: F401  (sets newsmon's Prefect defaults before Pref
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """A real, temporary Prefect API (SQLite) shared by every test that runs a flow."""
+    """A real, temporary Prefect API (SQLite) shared by every test that runs a flow.
+
+    Without flow-run heartbeats, as newsmon runs its flows on the ephemeral API (each flow run
+    would otherwise wait up to a second for the heartbeat thread at its end).
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         yield
 
 

@@ -10,10 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from newsmon.cli import app
-from newsmon.config import load_config
+from newsmon.config import Config, load_config
 from newsmon.flows.classify import classify_flow
 from newsmon.labels import USER_FILE, write_labels
-from newsmon.warehouse.db import open_reader, open_writer
+from newsmon.models.lifecycle import ModelState, ensure_model
+from newsmon.warehouse.classify import current_model
+from newsmon.warehouse.db import open_reader, open_warehouse, open_writer
 from tests.test_classify_model import corpus
 
 CONFIG = """
@@ -32,6 +34,13 @@ name = "Markets"
 target = "Stocks"
 keywords = ["shares"]
 """
+
+
+def ensure(config: Config) -> ModelState:
+    """ensure_model as the ingest flow calls it: with the current model read from the warehouse."""
+    with open_warehouse(config) as con:
+        current = current_model(con)
+    return ensure_model(config, current)
 
 
 def store_articles(database: Path, texts: list[str], first_id: int = 1) -> None:
@@ -182,13 +191,13 @@ def test_train_and_record_and_ensure_model_use_the_configured_folders(
     prefect_harness, write_config, tmp_path: Path
 ) -> None:
     from newsmon.models.artifacts import load
-    from newsmon.models.lifecycle import NoLabelsError, ensure_model, train_and_record
+    from newsmon.models.lifecycle import NoLabelsError, train_and_record
 
     config_path = write_config(CONFIG + CUSTOM_DIRS)
     config = load_config(config_path)
     store_articles(config.warehouse_path, [x.text for x in corpus(5, seed=7)])
     # No labels yet: nothing to train, and ensure_model says so rather than failing.
-    assert ensure_model(config) is False
+    assert ensure(config) is ModelState.NO_LABELS
     with pytest.raises(NoLabelsError, match="labelled"):
         train_and_record(config)
 
@@ -210,11 +219,11 @@ def test_train_and_record_and_ensure_model_use_the_configured_folders(
         assert con.execute("SELECT count(*) FROM model_versions").fetchone() == (1,)
 
     # A usable current model: nothing to do.
-    assert ensure_model(config) is False
+    assert ensure(config) is ModelState.READY
     assert query(config_path, "SELECT count(*) FROM model_versions") == [(1,)]
     # Its artifact gone (models/ is rebuilt, not versioned): trained again from the seeds.
     saved.path.unlink()
-    assert ensure_model(config) is True
+    assert ensure(config) is ModelState.TRAINED
     current = query(
         config_path, "SELECT model_version, artifact_path FROM model_versions WHERE is_current"
     )
@@ -229,12 +238,10 @@ def test_train_and_record_and_ensure_model_use_the_configured_folders(
 
 
 def test_ensure_model_trains_when_the_warehouse_has_no_model(write_config, tmp_path) -> None:
-    from newsmon.models.lifecycle import ensure_model
-
     config_path = setup_project(write_config, tmp_path)
     config = load_config(config_path)
     assert query(config_path, "SELECT count(*) FROM model_versions") == [(0,)]
-    assert ensure_model(config) is True
+    assert ensure(config) is ModelState.TRAINED
     assert query(config_path, "SELECT count(*) FROM model_versions WHERE is_current") == [(1,)]
-    assert ensure_model(config) is False
+    assert ensure(config) is ModelState.READY
     assert query(config_path, "SELECT count(*) FROM model_versions") == [(1,)]

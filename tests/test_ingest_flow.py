@@ -69,6 +69,11 @@ def test_second_run_is_conditional_and_stores_nothing(site, write_config, tmp_pa
     assert first.summary.articles_duplicate == 1  # story 1 via the atom feed's tracking link
     assert query(warehouse, "SELECT count(*) FROM articles") == [(5,)]
     assert len(site.requests("/news/1.html")) == 1  # fetched once although linked twice
+    # No labels anywhere, so no model can exist: no classify run is started, and the reason is
+    # reported instead.
+    assert first.classified is not None
+    assert "no labels" in first.classified["note"]
+    assert query(warehouse, "SELECT count(*) FROM runs WHERE flow = 'classify'") == [(0,)]
 
     site.clear_log()
     articles_before = query(warehouse, "SELECT * FROM articles ORDER BY article_id")
@@ -186,3 +191,24 @@ def test_broken_feeds_and_pages_are_recorded_and_do_not_stop_the_run(site, write
     run = query(warehouse, "SELECT status, feeds_failed, articles_new, articles_parked "
                            "FROM ingest_runs")
     assert run == [("completed", 4, 5, 3)]
+
+
+def test_run_settings_turn_heartbeats_off_only_on_the_ephemeral_api(monkeypatch) -> None:
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from newsmon.flows import HEARTBEAT_ENV_VAR, run_settings
+
+    monkeypatch.delenv(HEARTBEAT_ENV_VAR, raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        before = get_current_settings().flows.heartbeat_frequency
+        with run_settings():
+            assert get_current_settings().flows.heartbeat_frequency is None
+        assert get_current_settings().flows.heartbeat_frequency == before
+        # Asked for explicitly: kept.
+        monkeypatch.setenv(HEARTBEAT_ENV_VAR, "60")
+        with run_settings():
+            assert get_current_settings().flows.heartbeat_frequency == before
+    # A real server (here a made-up address) can use heartbeats to notice a crashed run.
+    monkeypatch.delenv(HEARTBEAT_ENV_VAR)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), run_settings():
+        assert get_current_settings().flows.heartbeat_frequency is not None

@@ -54,6 +54,7 @@ def demo(
     """Run the whole cycle offline: serve a demo outlet on 127.0.0.1, ingest it into a separate
     demo warehouse, classify, and render the digest to disk."""
     project = get_config(ctx)
+    from newsmon.flows import run_settings
     from newsmon.flows.digest import digest_flow
     from newsmon.flows.ingest import ingest_flow
 
@@ -68,7 +69,7 @@ def demo(
             encoding="utf-8",
         )
         console.print(f"demo outlet serving {len(site)} pages and feeds at {server.url('/')}")
-        with showing_progress():
+        with run_settings(), showing_progress():
             ingested = ingest_flow(str(config_path))
             digest = digest_flow(str(config_path), send=False)
     print_ingest(ingested)

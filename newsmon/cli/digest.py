@@ -33,15 +33,17 @@ def digest(
         except ValueError as exc:
             raise fail(f"--week: {exc}") from None
     # Imported here: Prefect takes seconds to import, and only this command needs the flow.
+    from newsmon.flows import run_settings
     from newsmon.flows.digest import DigestNotSent, digest_flow
 
     try:
-        outcome = digest_flow(
-            config_path=str(config.source) if config.source else None,
-            week=week,
-            send=send,
-            force=force,
-        )
+        with run_settings():
+            outcome = digest_flow(
+                config_path=str(config.source) if config.source else None,
+                week=week,
+                send=send,
+                force=force,
+            )
     except (DigestNotSent, WarehouseBusy) as exc:
         raise fail(str(exc), code=1) from None
     console.print(

@@ -85,9 +85,10 @@ def ingest(ctx: typer.Context) -> None:
     be read."""
     config = get_config(ctx)
     require_feeds(config)
-    from newsmon.flows.ingest import ingest_flow  # Prefect is slow to import; only when needed
+    from newsmon.flows import run_settings  # Prefect is slow to import; only when needed
+    from newsmon.flows.ingest import ingest_flow
 
-    with showing_progress():
+    with run_settings(), showing_progress():
         result = ingest_flow(str(config.source))
     print_ingest(result)
     raise typer.Exit(exit_code(result))
@@ -98,9 +99,10 @@ def run(ctx: typer.Context) -> None:
     """The main job: ingest, classify, and the weekly digest when one is due."""
     config = get_config(ctx)
     require_feeds(config)
+    from newsmon.flows import run_settings
     from newsmon.flows.cycle import cycle_flow
 
-    with showing_progress():
+    with run_settings(), showing_progress():
         result = cycle_flow(str(config.source))
     print_ingest(result.ingest)
     if result.digest is None:

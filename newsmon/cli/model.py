@@ -320,10 +320,12 @@ def label_command(
 @app.command("classify")
 def classify_command(ctx: typer.Context) -> None:
     """Classify stored articles that lack a prediction from the current model (Prefect flow)."""
+    from newsmon.flows import run_settings
     from newsmon.flows.classify import classify_flow
 
     config = get_config(ctx)
-    outcome = classify_flow(config_path=str(config.source) if config.source else None)
+    with run_settings():
+        outcome = classify_flow(config_path=str(config.source) if config.source else None)
     if outcome["model_version"] is None:
         raise fail(outcome["note"], code=1)
     console.print(f"classified {outcome['classified']} article(s) with {outcome['model_version']}")
