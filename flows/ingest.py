@@ -5,7 +5,7 @@ per-task bookkeeping would otherwise cost more than the work. Batches are passed
 ``quote``d: Prefect would otherwise walk every item of every argument looking for futures,
 which cost more CPU than storing the batch. Downloads and extraction of the
 next batch overlap with storing the current one. All writes happen in the flow's own thread, on
-the one warehouse connection, one transaction per feed poll or page batch.
+the one warehouse connection, one transaction per chunk of feed polls or page batch.
 """
 
 from __future__ import annotations
@@ -192,9 +192,11 @@ def _poll_all(con: duckdb.DuckDBPyConnection, config: Config, run_id: str,
                    for chunk in _chunks(due, FEEDS_PER_TASK)]
         states = {state.feed_url: state for state in due}
         for future in futures:
-            for poll in future.result():
-                counts = store.record_poll(con, poll, states[poll.feed_url], run_id, _now(),
-                                           config.fetch.max_backoff_hours)
+            polls = future.result()
+            counts = store.record_polls(con, polls, states, run_id, _now(),
+                                        config.fetch.max_backoff_hours)
+            summary.articles_duplicate += counts.linked_entries
+            for poll in polls:
                 if poll.outcome == "failed":
                     summary.feeds_failed += 1
                     result.feeds_unreachable += poll.unreachable
@@ -206,7 +208,6 @@ def _poll_all(con: duckdb.DuckDBPyConnection, config: Config, run_id: str,
                     summary.feeds_ok += 1
                     if poll.error:
                         logger.warning("feed %s: %s", poll.feed_url, poll.error)
-                summary.articles_duplicate += counts.linked_entries
                 progress.advance("feeds")
 
 

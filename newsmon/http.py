@@ -10,6 +10,7 @@ and whose `permanent` says whether asking again could help.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import math
@@ -286,6 +287,13 @@ class _GuardedBackend(httpcore.NetworkBackend):
         raise failure
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """The default TLS context. Loading the CA bundle takes about 50 ms, and every run makes two
+    Fetchers (feeds, pages), so it is made once per process; a context is safe to share."""
+    return httpx.create_ssl_context()
+
+
 class _GuardedTransport(httpx.HTTPTransport):
     """httpx's transport over `_GuardedBackend`.
 
@@ -294,7 +302,7 @@ class _GuardedTransport(httpx.HTTPTransport):
     """
 
     def __init__(self, limits: FetchLimits) -> None:
-        ssl_context = httpx.create_ssl_context()  # loading the CA bundle is slow: once
+        ssl_context = _ssl_context()
         super().__init__(verify=ssl_context)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,

@@ -194,21 +194,29 @@ def test_broken_feeds_and_pages_are_recorded_and_do_not_stop_the_run(site, write
 
 
 def test_run_settings_turn_heartbeats_off_only_on_the_ephemeral_api(monkeypatch) -> None:
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
 
     from newsmon.flows import HEARTBEAT_ENV_VAR, run_settings
 
+    def heartbeat() -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
     monkeypatch.delenv(HEARTBEAT_ENV_VAR, raising=False)
-    with temporary_settings(updates={PREFECT_API_URL: None}):
-        before = get_current_settings().flows.heartbeat_frequency
+    with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 90}):
         with run_settings():
-            assert get_current_settings().flows.heartbeat_frequency is None
-        assert get_current_settings().flows.heartbeat_frequency == before
+            assert heartbeat() is None
+        assert heartbeat() == 90
         # Asked for explicitly: kept.
-        monkeypatch.setenv(HEARTBEAT_ENV_VAR, "60")
+        monkeypatch.setenv(HEARTBEAT_ENV_VAR, "90")
         with run_settings():
-            assert get_current_settings().flows.heartbeat_frequency == before
+            assert heartbeat() == 90
     # A real server (here a made-up address) can use heartbeats to notice a crashed run.
     monkeypatch.delenv(HEARTBEAT_ENV_VAR)
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), run_settings():
-        assert get_current_settings().flows.heartbeat_frequency is not None
+    server = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 90}
+    with temporary_settings(updates=server), run_settings():
+        assert heartbeat() == 90

@@ -1,9 +1,10 @@
-"""The ingest flow's reads and writes. Rows go in as Arrow tables, one transaction per feed poll
-or per batch of pages, so a crash loses at most the batch in hand and never what was stored."""
+"""The ingest flow's reads and writes. Rows go in as Arrow tables, one transaction per chunk of
+feed polls or per batch of pages, so a crash loses at most the batch in hand and never what was
+stored."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -42,22 +43,23 @@ SELECT feed_url, etag, last_modified, polls_since_full, consecutive_failures,
 FROM feeds WHERE feed_url IN (SELECT unnest(?::VARCHAR[]))
 """
 
-UPDATE_FEED_AFTER_POLL = """
-UPDATE feeds SET
-    last_polled_at = $now,
-    last_outcome = $outcome,
-    last_error = $error,
+UPDATE_FEEDS_AFTER_POLLS = """
+UPDATE feeds AS f SET
+    last_polled_at = p.polled_at,
+    last_outcome = p.outcome,
+    last_error = p.error,
     -- A 304 or a failure says nothing new about the validators: keep the stored ones.
-    etag = CASE WHEN $keep_validators THEN etag ELSE $etag END,
-    last_modified = CASE WHEN $keep_validators THEN last_modified ELSE $last_modified END,
-    polls_since_full = CASE WHEN $failed THEN polls_since_full
-                            WHEN $conditional THEN polls_since_full + 1 ELSE 0 END,
-    last_ok_at = CASE WHEN $failed THEN last_ok_at ELSE $now END,
-    consecutive_failures = $failures,
-    next_poll_at = $next_poll_at,
-    title = coalesce($title, title),
-    site_url = coalesce($site_url, site_url)
-WHERE feed_url = $feed_url
+    etag = CASE WHEN p.keep_validators THEN f.etag ELSE p.etag END,
+    last_modified = CASE WHEN p.keep_validators THEN f.last_modified ELSE p.last_modified END,
+    polls_since_full = CASE WHEN p.failed THEN f.polls_since_full
+                            WHEN p.conditional THEN f.polls_since_full + 1 ELSE 0 END,
+    last_ok_at = CASE WHEN p.failed THEN f.last_ok_at ELSE p.polled_at END,
+    consecutive_failures = p.failures,
+    next_poll_at = p.next_poll_at,
+    title = coalesce(p.title, f.title),
+    site_url = coalesce(p.site_url, f.site_url)
+FROM staged_polls AS p
+WHERE f.feed_url = p.feed_url
 """
 
 # An entry the outlet edited (new fingerprint) goes back to pending so its article is updated;
@@ -183,6 +185,13 @@ ENTRY_UPDATE_SCHEMA = pa.schema([
     ("article_id", pa.int64()), ("final_url", pa.string()), ("attempts", pa.int32()),
     ("last_error", pa.string()), ("retry_after", TIMESTAMP),
 ])
+POLL_SCHEMA = pa.schema([
+    ("feed_url", pa.string()), ("polled_at", TIMESTAMP), ("outcome", pa.string()),
+    ("error", pa.string()), ("keep_validators", pa.bool_()), ("etag", pa.string()),
+    ("last_modified", pa.string()), ("failed", pa.bool_()), ("conditional", pa.bool_()),
+    ("failures", pa.int32()), ("next_poll_at", TIMESTAMP), ("title", pa.string()),
+    ("site_url", pa.string()),
+])
 REQUEST_SCHEMA = pa.schema([
     ("kind", pa.string()), ("url", pa.string()), ("final_url", pa.string()),
     ("requested_at", TIMESTAMP), ("status_code", pa.int32()), ("bytes", pa.int64()),
@@ -231,29 +240,37 @@ class PollCounts:
     edited_entries: int
 
 
-def record_poll(con: duckdb.DuckDBPyConnection, poll: FeedPoll, state: FeedState,
-                run_id: str, now: datetime, max_backoff_hours: float) -> PollCounts:
-    """Store one poll's outcome and entries in one transaction."""
-    unchanged = poll.outcome == "unchanged"
-    failed = poll.outcome == "failed"
-    failures = state.consecutive_failures + 1 if failed else 0
-    entries = [{**asdict(e), "feed_url": poll.feed_url, "seen_at": now} for e in poll.entries]
-    requests = _request_rows("feed", poll.feed_url, None, poll.requests)
-    with transaction(con):
-        con.execute(UPDATE_FEED_AFTER_POLL, {
-            "now": now, "outcome": poll.outcome, "error": poll.error,
-            "keep_validators": unchanged or failed, "etag": poll.etag,
+def record_polls(con: duckdb.DuckDBPyConnection, polls: Sequence[FeedPoll],
+                 states: Mapping[str, FeedState], run_id: str, now: datetime,
+                 max_backoff_hours: float) -> PollCounts:
+    """Store a chunk of polls' outcomes and entries in one transaction; their summed counts.
+
+    ``states`` holds each polled feed's state before the poll, by feed URL.
+    """
+    rows, entries, requests = [], [], []
+    for poll in polls:
+        unchanged = poll.outcome == "unchanged"
+        failed = poll.outcome == "failed"
+        failures = states[poll.feed_url].consecutive_failures + 1 if failed else 0
+        rows.append({
+            "feed_url": poll.feed_url, "polled_at": now, "outcome": poll.outcome,
+            "error": poll.error, "keep_validators": unchanged or failed, "etag": poll.etag,
             "last_modified": poll.last_modified, "failed": failed,
             "conditional": poll.conditional, "failures": failures,
             "next_poll_at": next_poll_after(failures, now, max_backoff_hours),
-            "title": poll.title, "site_url": poll.site_url, "feed_url": poll.feed_url,
+            "title": poll.title, "site_url": poll.site_url,
         })
+        entries += [{**asdict(e), "feed_url": poll.feed_url, "seen_at": now} for e in poll.entries]
+        requests += _request_rows("feed", poll.feed_url, None, poll.requests)
+    with transaction(con):
+        with staged(con, "staged_polls", rows, POLL_SCHEMA):
+            con.execute(UPDATE_FEEDS_AFTER_POLLS)
         with staged(con, "staged_requests", requests, REQUEST_SCHEMA):
             con.execute(INSERT_FETCH_LOG, [run_id])
         if not entries:
             return PollCounts(0, 0, 0)
         with staged(con, "staged_entries", entries, ENTRY_SCHEMA):
-            edited = con.execute(COUNT_EDITED_ENTRIES).fetchone()[0]
+            edited = con.execute(COUNT_EDITED_ENTRIES).fetchall()[0][0]
             con.execute(UPDATE_SEEN_ENTRIES)
             inserted = [r[0] for r in con.execute(INSERT_NEW_ENTRIES).fetchall()]
     return PollCounts(
