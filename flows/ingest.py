@@ -27,7 +27,7 @@ from prefect.utilities.annotations import quote
 
 from newsmon import progress
 from newsmon.config import Config, load_config
-from newsmon.extract import ExtractionOutcome, ExtractorPool
+from newsmon.extract import ExtractionOutcome, ExtractorPool, start_process_server
 from newsmon.flows.classify import classify_flow
 from newsmon.http import Fetcher, FetchLimits, FetchResult
 from newsmon.ingest import (
@@ -266,6 +266,7 @@ def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, run_id: str
 def run_ingest(config: Config, run_id: str) -> IngestResult:
     """One ingest run against the configured warehouse; callable from any flow."""
     result = IngestResult(run_id, IngestSummary(), {}, [])
+    start_process_server()  # the extraction workers' imports overlap with the polling
     with open_warehouse(config) as con:
         start_run(con, run_id, "ingest")
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import re
 import threading
@@ -165,6 +166,17 @@ def _mp_context() -> BaseContext:
         context.set_forkserver_preload(["trafilatura", __name__])
         return context
     return multiprocessing.get_context("spawn")
+
+
+def start_process_server() -> None:
+    """Start the process server that forks the extraction workers, without waiting for it.
+
+    It imports trafilatura first (about half a second), and does so in its own process: called
+    when a run starts, that import overlaps with polling the feeds instead of delaying the first
+    page. Later pools of the same process reuse it. Does nothing without a forkserver.
+    """
+    if _mp_context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
 
 
 class ExtractorPool:
