@@ -2,10 +2,10 @@
 
 Tasks work on batches (a chunk of feeds, a batch of pages), never on single articles: Prefect's
 per-task bookkeeping would otherwise cost more than the work. Batches are passed to tasks
-``quote``d: Prefect would otherwise walk every item of every argument looking for futures,
-which cost more CPU than storing the batch. Downloads and extraction of the
-next batch overlap with storing the current one. All writes happen in the flow's own thread, on
-the one warehouse connection, one transaction per chunk of feed polls or page batch.
+``quote``d, as Prefect would otherwise walk every item of every argument looking for futures,
+which cost more CPU than storing the batch. Downloads and extraction of the next batches overlap
+with storing the current one. All writes happen in the flow's own thread, on the one warehouse
+connection, one transaction per chunk of feed polls or per page batch.
 """
 
 from __future__ import annotations
