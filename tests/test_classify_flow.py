@@ -78,6 +78,22 @@ def query(config_path: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+def test_train_on_one_topic_says_what_it_cannot_predict(write_config, tmp_path: Path) -> None:
+    # A fresh install's seeds: one topic, so topics come from the keyword rule.
+    config_path = write_config(CONFIG)
+    one_topic = [label for label in corpus(4) if label.topic == "sport"]
+    write_labels(tmp_path / "seeds" / "labels.jsonl", one_topic)
+
+    trained = CliRunner().invoke(
+        app, ["-c", str(config_path), "model", "train", "--no-classify"]
+    )
+
+    assert trained.exit_code == 0, trained.output
+    assert "keyword rule for markets, sport, no confidence" in trained.output
+    assert "cannot: only 'sport' has examples" in trained.output
+    assert "predicts against, favor" in trained.output
+
+
 def test_train_classify_and_retrain_keep_predictions_per_version(
     prefect_harness, write_config, tmp_path: Path
 ) -> None:

@@ -77,11 +77,11 @@ def _describe(model: NewsClassifier) -> None:
                 else "too few labels to cross-validate"
             )
             console.print(f"  predicts {', '.join(task.classes)}; {score}")
+            console.print(f"  unlabelled articles: {task.classifier.self_training_reason_}")
         elif task.task == "topic" and model.keyword_rule.topics:
             console.print(
                 f"  keyword rule for {', '.join(model.keyword_rule.topics)}, no confidence"
             )
-            console.print(f"  unlabelled articles: {task.classifier.self_training_reason_}")
         if task.note:
             console.print(f"  [yellow]cannot:[/] {task.note}", highlight=False)
 
