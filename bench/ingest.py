@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import random
 import resource
-import sys
 import tempfile
 import threading
 import time
@@ -163,6 +162,66 @@ def pool_alone_rate(pages: dict[str, bytes], base: str) -> float:
         return len(pages) / (time.perf_counter() - start)
 
 
+def descendants() -> list[int]:
+    """Process ids of this process's live descendants, read from Linux's /proc."""
+    found: list[int] = []
+    pending = [os.getpid()]
+    while pending:
+        pid = pending.pop()
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            children = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+        except OSError:
+            continue
+        found += children
+        pending += children
+    return found
+
+
+def process_kind(pid: int) -> str | None:
+    if pid == os.getpid():
+        return "flow process"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    if "forkserver" in command:
+        return "extraction workers"
+    if "uvicorn" in command:
+        return "Prefect server"
+    if "spawn_main" in command:
+        return "site server"
+    return None
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU time (user + system) so far of this process and each descendant, with its kind.
+
+    Counted with the time of their children that have ended (cutime, cstime): the extraction
+    workers have exited by the end of a run, and their time is then their forkserver's.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in [os.getpid(), *descendants()]:
+        kind = process_kind(pid)
+        try:
+            # Fields after the command name, which is in parentheses and may hold spaces.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if kind:
+            seconds[pid] = (kind, sum(int(value) for value in fields[11:15]) / ticks)
+    return seconds
+
+
+def cpu_by_kind(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds spent between two ``cpu_seconds`` readings, summed by kind of process."""
+    spent: dict[str, float] = {}
+    for pid, (kind, total) in after.items():
+        spent[kind] = spent.get(kind, 0.0) + total - before.get(pid, (kind, 0.0))[1]
+    return spent
+
+
 class DescendantMemory:
     """Peak resident memory of this process's descendants (the extraction workers are children
     of the forkserver, not of this process, so getrusage cannot see them), read from Linux's
@@ -184,31 +243,20 @@ class DescendantMemory:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
-            pending = [os.getpid()]
-            while pending:
-                pid = pending.pop()
-                try:
-                    tasks = list(Path(f"/proc/{pid}/task").iterdir())
-                    children = [int(c) for t in tasks for c in (t / "children").read_text().split()]
-                except OSError:
-                    continue
-                for child in children:
-                    self._record(child)
-                pending.extend(children)
+            for pid in descendants():
+                self._record(pid)
 
     def _record(self, pid: int) -> None:
+        kind = process_kind(pid)
+        if kind not in ("extraction workers", "Prefect server"):
+            return
         try:
             status = Path(f"/proc/{pid}/status").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             return
         peak = next((line.split()[1] for line in status.splitlines()
                      if line.startswith("VmHWM:")), None)
-        if peak is None:
-            return
-        kind = ("extraction worker" if "forkserver" in command
-                else "Prefect server" if "uvicorn" in command else None)
-        if kind:
+        if peak is not None:
             self.peak_mib[kind] = max(self.peak_mib.get(kind, 0.0), int(peak) / 1024)
 
 
@@ -253,16 +301,14 @@ def main() -> None:
     bare_before = time_bare(context, pages, base)
     with run_settings(), DescendantMemory() as memory:  # as `newsmon ingest` runs its flows
         warm_up()
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before = cpu_seconds()
         start = time.perf_counter()
         first = ingest_flow(str(config))
         first_seconds = time.perf_counter() - start
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_spent = cpu_by_kind(cpu_before, cpu_seconds())
         start = time.perf_counter()
         second = ingest_flow(str(config))
         second_seconds = time.perf_counter() - start
-    flow_cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime
-                                                             + cpu_before.ru_stime)
     own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     pool_rate = pool_alone_rate(pages, base)
     # Measured before and after the pipeline: this machine's speed drifts by 10-20% from one
@@ -294,10 +340,16 @@ def main() -> None:
         f"new articles: {second.summary.articles_new}"
     )
     peaks = ", ".join(f"{kind} {mib:.0f} MiB" for kind, mib in sorted(memory.peak_mib.items()))
-    print(f"peak memory: flow process {own_rss:.0f} MiB (with the site's pages), {peaks}")
-    print(f"CPU of the flow process in the first run: {flow_cpu:.1f} s")
+    print(f"peak memory: flow process {own_rss:.0f} MiB (with the site's pages), {peaks} (largest)")
+    spent = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(cpu_spent.items()))
+    print(
+        f"CPU time in the first run: {spent}; in all {sum(cpu_spent.values()):.1f} s "
+        f"against {len(pages) / bare_rate:.1f} s for the bare extraction of every page"
+    )
     if stored != len(pages):
-        print(f"WARNING: {len(pages) - stored} pages were not stored", file=sys.stderr)
+        counts = {name: n for name, n in first.summary.counts().items()
+                  if n and name.startswith("articles")}
+        print(f"note: {len(pages) - stored} of {len(pages)} pages made no new article: {counts}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ Document = tuple[bytes, str]  # (body, content type)
 
 class _Handler(BaseHTTPRequestHandler):
     server: SiteServer
+    # Keep-alive, as news sites serve: a client reads many pages over one connection.
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
