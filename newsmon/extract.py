@@ -13,7 +13,6 @@ the flow's process imports this module for ``ExtractorPool`` and never needs tra
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -151,9 +150,6 @@ def _init_worker() -> None:
 
     # After the import, so that a failing import is still logged (by pebble) before exit.
     logging.disable(logging.ERROR)
-    # The worker shares the forkserver's memory until it writes to it, and the garbage
-    # collector writes to every object it scans: leave the inherited objects out of its scans.
-    gc.freeze()
 
 
 def _mp_context() -> BaseContext:
