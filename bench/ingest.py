@@ -5,7 +5,8 @@ extract, dedupe, store, Prefect's bookkeeping), peak memory, and beside them the
 same trafilatura call newsmon makes (``extract_page``), run bare in one process on the same
 pages (before and after the pipeline, as the machine's speed drifts), with the ratio; and the
 rate of the extractor pool alone on pages already in memory, the pipeline's own ceiling on this
-machine at that moment. Then a second run over the unchanged feeds, timed against the first.
+machine at that moment; and the CPU time each process (flow, extraction workers, Prefect server,
+site) spent in the first run. Then a second run over the unchanged feeds, timed against the first.
 
     .venv/bin/python bench/ingest.py [--feeds 20] [--articles 25] [--corpus FILE.jsonl]
 
