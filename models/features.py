@@ -1,4 +1,17 @@
-"""Word unigram + bigram TF-IDF features, computed with array operations instead of Python loops.
+"""Article features: word n-grams (what an article says) and punctuation style (how it is typed).
+
+``NewsFeatures`` puts two L2-normalised TF-IDF blocks side by side and says where each block's
+columns are, so a classifier can weight them per task:
+
+- ``words``: word unigrams and bigrams of the headline and body (``WordNgramTfidf``);
+- ``style``: each run of punctuation with the spacing and the kind of character around it
+  (``PunctuationStyle``). Word tokens drop all of it, yet ``'' `` vs ``”``, ``’ s`` vs `` 's``,
+  ``–`` vs ``--`` and boilerplate such as ``|`` or ``* *`` are a trace of who typed the article.
+  When labels follow the publisher (political leaning often does), articles of one house style
+  share labels: the style block is both a feature and the neighbour graph along which labels
+  spread to unlabelled articles (``selftraining``).
+
+Word unigram + bigram TF-IDF features, computed with array operations instead of Python loops.
 
 The features are those of ``TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)``
 (same token pattern, lower-casing, smooth IDF and L2 norm). scikit-learn builds and looks up every
@@ -29,6 +42,11 @@ from sklearn.utils.validation import check_is_fitted
 # more word characters always spans a whole word) but the \b checks make it about 15% slower.
 TOKEN = re.compile(r"\w\w+")
 _GAP = np.array([-1], dtype=np.int64)
+_GAP = np.array([-1], dtype=np.int64)
+# A run of punctuation (neither word character nor white space), then at most one space and one
+# word character after it. Every match holds exactly one whole run, so the matches in the text and
+# in the reversed text pair up one to one: run by run, the context after it and before it.
+_AFTER = re.compile(r"[^\w\s]+\s?\w?")
 
 
 def _tokens(texts: Iterable[str]) -> list[list[str]]:
@@ -119,3 +137,118 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         n = len(words)
         bigrams = [f"{words[code // n]} {words[code % n]}" for code in self.bigrams_]
         return np.array(words + bigrams, dtype=object)
+
+
+
+def _shape_table() -> bytes:
+    """UTF-8 byte -> its kind: ASCII capitals 'A', other ASCII letters and '_' 'a', digits '9',
+    white space other than newlines ' '. Punctuation, newlines and non-ASCII bytes stay as they
+    are, so curly quotes, dashes and other non-ASCII marks keep their identity (letters outside
+    ASCII are rare in English news; in other scripts they count as punctuation, and
+    cross-validation weighs the block accordingly)."""
+    table = bytearray(range(256))
+    for code in range(128):
+        char = chr(code)
+        if char.isupper():
+            table[code] = ord("A")
+        elif char.isalpha() or char == "_":
+            table[code] = ord("a")
+        elif char.isdigit():
+            table[code] = ord("9")
+        elif char.isspace() and char != "\n":
+            table[code] = ord(" ")
+    return bytes(table)
+
+
+_SHAPES = _shape_table()
+# A run of punctuation, then at most one white space and one letter or digit. Every match holds
+# exactly one whole run, so the matches in the text and in the reversed text pair up one to one:
+# run by run, what comes after it and what comes before it. Two scans that start at a character
+# class are several times faster than one pattern with optional context in front.
+_AFTER = re.compile(rb"[^aA9\s]+\s?[aA9]?")
+
+
+def _style_terms(text: str) -> Counter[tuple[bytes, bytes]]:
+    """Punctuation runs in context, as (reversed run with what precedes it, run with what
+    follows it): e.g. "word , next." gives ((b", a", b", a"): 1, (b".a", b"."): 1)."""
+    shapes = text.encode("utf-8").translate(_SHAPES)
+    after = _AFTER.findall(shapes)
+    before = _AFTER.findall(shapes[::-1])
+    before.reverse()  # the reversed text's matches come last run first
+    return Counter(zip(before, after, strict=True))
+
+
+class PunctuationStyle(TransformerMixin, BaseEstimator):
+    """Sublinear TF-IDF over punctuation runs in context (L2-normalised rows, smooth IDF).
+
+    A term is a run of punctuation with, on each side, the white space touching it (if any) and
+    the kind of letter or digit next to that: ``a , a`` for a comma typed between spaced words,
+    ``a’a`` for an apostrophe inside a word, ``a .\nA`` for a paragraph's end. Terms are found
+    and counted by C code (``bytes.translate``, ``re.findall``, ``Counter``): the block costs
+    about a third of the word block per article.
+    """
+
+    def __init__(self, min_df: int = 2) -> None:
+        self.min_df = min_df
+
+    def fit(self, X: Sequence[str], y: object = None) -> PunctuationStyle:
+        df: Counter[tuple[bytes, bytes]] = Counter()
+        for text in X:
+            df.update(_style_terms(text).keys())
+        terms = sorted(term for term, count in df.items() if count >= self.min_df)
+        self.vocabulary_ = {term: i for i, term in enumerate(terms)}
+        doc_freq = np.array([df[term] for term in terms], dtype=np.float64)
+        self.idf_ = np.log((1 + len(X)) / (1 + doc_freq)) + 1
+        return self
+
+    @property
+    def n_features(self) -> int:
+        return len(self.vocabulary_)
+
+    def transform(self, X: Sequence[str]) -> sp.csr_matrix:
+        check_is_fitted(self, "idf_")
+        get = self.vocabulary_.get
+        indptr = [0]
+        columns: list[int] = []
+        counts: list[int] = []
+        for text in X:
+            for term, count in _style_terms(text).items():
+                column = get(term)
+                if column is not None:
+                    columns.append(column)
+                    counts.append(count)
+            indptr.append(len(columns))
+        matrix = sp.csr_matrix(
+            (np.log(np.asarray(counts, dtype=np.float64)) + 1, columns, indptr),
+            shape=(len(X), self.n_features),
+        )
+        return normalize(matrix.multiply(self.idf_).tocsr()) if self.n_features else matrix
+
+
+class NewsFeatures(TransformerMixin, BaseEstimator):
+    """The ``words`` and ``style`` blocks side by side (see the module docstring).
+
+    ``blocks_`` maps each block's name to its (start, stop) columns after fit. Each block's rows
+    are L2-normalised, so a classifier weights a block by scaling its columns.
+    """
+
+    def __init__(self, min_df: int = 2, max_features: int | None = None) -> None:
+        self.min_df = min_df
+        self.max_features = max_features
+
+    def fit(self, X: Sequence[str], y: object = None) -> NewsFeatures:
+        self.words_ = WordNgramTfidf(self.min_df, self.max_features).fit(X)
+        self.style_ = PunctuationStyle(self.min_df).fit(X)
+        words = self.words_.n_features
+        self.blocks_ = {"words": (0, words), "style": (words, words + self.style_.n_features)}
+        return self
+
+    @property
+    def n_features(self) -> int:
+        return self.blocks_["style"][1]
+
+    def transform(self, X: Sequence[str]) -> sp.csr_matrix:
+        check_is_fitted(self, "blocks_")
+        return sp.hstack(
+            [self.words_.transform(X), self.style_.transform(X)], format="csr", dtype=np.float64
+        )

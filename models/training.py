@@ -1,7 +1,8 @@
 """Training newsmon's topic and stance models from labels plus unlabelled articles.
 
 Both tasks share one feature space, fitted on the labelled and the unlabelled texts together, so
-words that only the unlabelled articles contain still get an IDF weight. Each task learns the label
+words that only the unlabelled articles contain still get an IDF weight; each task's classifier
+weighs the space's blocks (words, punctuation style) its own way. Each task learns the label
 strings it is given; a class needs MIN_EXAMPLES labels to be learned at all. Whatever a task
 cannot predict is written down in its ``note``, which the predictions and the model card repeat.
 """
@@ -19,7 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from newsmon.config import TopicSettings
 from newsmon.labels import NO_TOPIC, Label
-from newsmon.models.features import WordNgramTfidf
+from newsmon.models.features import NewsFeatures
 from newsmon.models.keywords import KeywordRule
 from newsmon.models.selftraining import SelfTrainingSVM
 
@@ -58,7 +59,7 @@ class TaskModel:
 
 @dataclass
 class NewsClassifier:
-    features: WordNgramTfidf
+    features: NewsFeatures
     topic: TaskModel
     stance: TaskModel
     keyword_rule: KeywordRule  # the topic rule used while topic.classifier is None
@@ -99,7 +100,7 @@ def _plan(task: str, counts: Counter[str]) -> tuple[list[str], str | None]:
 
 def _fit_task(
     task: str,
-    features: WordNgramTfidf,
+    features: NewsFeatures,
     texts: Sequence[str],
     targets: Sequence[str | None],
     counts: Counter[str],
@@ -125,10 +126,14 @@ def train(
     if not labels:
         raise ValueError("no labels: add some with `newsmon seeds import` or `newsmon label`")
     labelled_texts = [document_text(label.title, label.text) for label in labels]
-    features = WordNgramTfidf(min_df=2, max_features=MAX_TERMS).fit([*labelled_texts, *unlabelled])
+    features = NewsFeatures(min_df=2, max_features=MAX_TERMS).fit([*labelled_texts, *unlabelled])
 
     def classifier() -> SelfTrainingSVM:
-        return SelfTrainingSVM(rounds=self_training_rounds, calibration_folds=calibration_folds)
+        return SelfTrainingSVM(
+            rounds=self_training_rounds,
+            calibration_folds=calibration_folds,
+            blocks=features.blocks_,
+        )
 
     texts = [*labelled_texts, *unlabelled]
     topic_counts = Counter(label.topic for label in labels)
