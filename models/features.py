@@ -35,7 +35,6 @@ from itertools import repeat
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted
 
 # scikit-learn's default token pattern `\b\w\w+\b` finds the same tokens (a greedy run of two or
@@ -47,6 +46,31 @@ _GAP = np.array([-1], dtype=np.int64)
 # word character after it. Every match holds exactly one whole run, so the matches in the text and
 # in the reversed text pair up one to one: run by run, the context after it and before it.
 _AFTER = re.compile(r"[^\w\s]+\s?\w?")
+
+
+def _tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Sublinear tf times idf, L2-normalised rows, in place on a CSR matrix of counts (one pass
+    over its entries; ``multiply`` and ``normalize`` would copy it twice)."""
+    counts.data = (np.log(counts.data) + 1) * idf[counts.indices]
+    row = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+    norms = np.sqrt(np.bincount(row, weights=counts.data**2, minlength=counts.shape[0]))
+    norms[norms == 0] = 1
+    counts.data /= norms[row]
+    return counts
+
+
+def _side_by_side(left: sp.csr_matrix, right: sp.csr_matrix) -> sp.csr_matrix:
+    """``sp.hstack([left, right])`` for CSR matrices without its detour through COO: each row's
+    entries of ``left`` then those of ``right``, placed by index arithmetic."""
+    rows = left.shape[0]
+    indptr = left.indptr + right.indptr
+    at_left = np.arange(left.nnz) + np.repeat(right.indptr[:-1], np.diff(left.indptr))
+    at_right = np.arange(right.nnz) + np.repeat(left.indptr[1:], np.diff(right.indptr))
+    data = np.empty(left.nnz + right.nnz)
+    indices = np.empty(left.nnz + right.nnz, dtype=np.int32)
+    data[at_left], data[at_right] = left.data, right.data
+    indices[at_left], indices[at_right] = left.indices, right.indices + left.shape[1]
+    return sp.csr_matrix((data, indices, indptr), shape=(rows, left.shape[1] + right.shape[1]))
 
 
 def _tokens(texts: Iterable[str]) -> list[list[str]]:
@@ -119,6 +143,13 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         ids, rows = self._ids(docs)
         known = ids >= 0
         codes, bigram_rows = self._bigram_codes(ids, rows)
+        span = max(len(self.vocabulary_), 1) ** 2
+        if span * (len(docs) + 1) < 2**62:
+            # Looking up sorted codes is several times faster than looking up codes in text order
+            # (the binary searches walk the table in order instead of at random), so the codes
+            # are sorted with their rows packed below them in one int64 key.
+            keys = np.sort(bigram_rows.astype(np.int64) + codes * (len(docs) + 1))
+            codes, bigram_rows = np.divmod(keys, len(docs) + 1)
         where = np.searchsorted(self.bigrams_, codes)
         found = where < len(self.bigrams_)
         found[found] = self.bigrams_[where[found]] == codes[found]
@@ -128,8 +159,7 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
             (np.ones(len(columns)), (row_index, columns)), shape=(len(docs), self.n_features)
         )
         counts.sum_duplicates()
-        counts.data = np.log(counts.data) + 1  # sublinear tf
-        return normalize(counts.multiply(self.idf_).tocsr())
+        return _tfidf_rows(counts, self.idf_)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "idf_")
@@ -137,7 +167,6 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         n = len(words)
         bigrams = [f"{words[code // n]} {words[code % n]}" for code in self.bigrams_]
         return np.array(words + bigrams, dtype=object)
-
 
 
 def _shape_table() -> bytes:
@@ -161,6 +190,7 @@ def _shape_table() -> bytes:
 
 
 _SHAPES = _shape_table()
+_COLLAPSE = [(b"aaaa", b"a"), (b"aaaa", b"a"), (b"aa", b"a"), (b"aa", b"a"), (b"99", b"9")] * 2
 # A run of punctuation, then at most one white space and one letter or digit. Every match holds
 # exactly one whole run, so the matches in the text and in the reversed text pair up one to one:
 # run by run, what comes after it and what comes before it. Two scans that start at a character
@@ -172,6 +202,10 @@ def _style_terms(text: str) -> Counter[tuple[bytes, bytes]]:
     """Punctuation runs in context, as (reversed run with what precedes it, run with what
     follows it): e.g. "word , next." gives ((b", a", b", a"): 1, (b".a", b"."): 1)."""
     shapes = text.encode("utf-8").translate(_SHAPES)
+    # Collapse runs of letters and digits (a word becomes "a" or "Aa"): the terms only see the
+    # character next to a run, and the regular expressions then scan a third of the bytes.
+    for run, one in _COLLAPSE:
+        shapes = shapes.replace(run, one)
     after = _AFTER.findall(shapes)
     before = _AFTER.findall(shapes[::-1])
     before.reverse()  # the reversed text's matches come last run first
@@ -208,21 +242,26 @@ class PunctuationStyle(TransformerMixin, BaseEstimator):
     def transform(self, X: Sequence[str]) -> sp.csr_matrix:
         check_is_fitted(self, "idf_")
         get = self.vocabulary_.get
-        indptr = [0]
-        columns: list[int] = []
-        counts: list[int] = []
+        columns, counts, sizes = [], [], []
         for text in X:
-            for term, count in _style_terms(text).items():
-                column = get(term)
-                if column is not None:
-                    columns.append(column)
-                    counts.append(count)
-            indptr.append(len(columns))
+            terms = _style_terms(text)
+            columns.append(np.fromiter(map(get, terms, repeat(-1)), np.int64, len(terms)))
+            counts.append(np.fromiter(terms.values(), np.float64, len(terms)))
+            sizes.append(len(terms))
+        column = np.concatenate(columns) if columns else np.empty(0, np.int64)
+        count = np.concatenate(counts) if counts else np.empty(0)
+        row = np.repeat(np.arange(len(X)), sizes)
+        known = column >= 0
+        # Each (row, term) pair is already unique: CSR straight from sorted rows, no summing.
         matrix = sp.csr_matrix(
-            (np.log(np.asarray(counts, dtype=np.float64)) + 1, columns, indptr),
+            (
+                count[known],
+                column[known],
+                np.concatenate([[0], np.cumsum(np.bincount(row[known], minlength=len(X)))]),
+            ),
             shape=(len(X), self.n_features),
         )
-        return normalize(matrix.multiply(self.idf_).tocsr()) if self.n_features else matrix
+        return _tfidf_rows(matrix, self.idf_)
 
 
 class NewsFeatures(TransformerMixin, BaseEstimator):
@@ -249,6 +288,4 @@ class NewsFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Sequence[str]) -> sp.csr_matrix:
         check_is_fitted(self, "blocks_")
-        return sp.hstack(
-            [self.words_.transform(X), self.style_.transform(X)], format="csr", dtype=np.float64
-        )
+        return _side_by_side(self.words_.transform(X), self.style_.transform(X))

@@ -40,7 +40,6 @@ into it), so prediction costs the same.
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,7 +230,10 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         if candidate.centroid:
             labelled = np.flatnonzero(codes >= 0)
             centroids = np.vstack(
-                [np.asarray(view[labelled[codes[labelled] == c]].mean(axis=0)) for c in range(n_classes)]
+                [
+                    np.asarray(view[labelled[codes[labelled] == c]].mean(axis=0))
+                    for c in range(n_classes)
+                ]
             )
             weights = normalize(centroids).T
             intercept = np.zeros(n_classes)
@@ -245,7 +247,9 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
             intercept = svm.intercept_
         if scale is not None:
             weights = weights * scale[:, np.newaxis]
-        return _Linear(np.ascontiguousarray(weights, dtype=np.float32), intercept.astype(np.float32))
+        return _Linear(
+            np.ascontiguousarray(weights, dtype=np.float32), intercept.astype(np.float32)
+        )
 
     def _self_train(self, X: sp.csr_matrix, codes: np.ndarray, rounds: int) -> LinearSVC:
         labelled = np.flatnonzero(codes >= 0)
@@ -283,7 +287,9 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         ``graph``: the rows the graph links, and the graph. Rows with code UNLABELLED - 1 are
         held out: spread through, never trained on (cross-validation's test rows)."""
         members, adjacency = graph
-        spread = spread_labels(adjacency, np.maximum(codes[members], UNLABELLED), len(self.classes_))
+        spread = spread_labels(
+            adjacency, np.maximum(codes[members], UNLABELLED), len(self.classes_)
+        )
         reached = spread.sum(axis=1) > 0
         pseudo = members[reached & (codes[members] == UNLABELLED)]
         labelled = np.flatnonzero(codes >= 0)
@@ -351,7 +357,9 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
             self.cv_macro_f1_ = {c.name: _macro_f1(truth, oof[c]) for c in views}
             self.cv_macro_f1_.update(self_training=None, spreading=None)
             if not not_tried:
-                extra = [Candidate("self_training", best_svm.style_weight, unlabelled="self_training")]
+                extra = [
+                    Candidate("self_training", best_svm.style_weight, unlabelled="self_training")
+                ]
                 if self._style_columns() is not None:
                     extra.append(Candidate("spreading", self.style_weight, unlabelled="spreading"))
                     graph = self._graph(X, codes)
@@ -450,7 +458,8 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
                 pool = keep[fold_codes[keep] == UNLABELLED]
                 if len(pool) > self.cv_pool:
                     rng = np.random.default_rng(self.random_state)
-                    keep = np.union1d(keep[fold_codes[keep] >= 0], rng.choice(pool, self.cv_pool, replace=False))
+                    drawn = rng.choice(pool, self.cv_pool, replace=False)
+                    keep = np.union1d(keep[fold_codes[keep] >= 0], drawn)
                 fitted = self._fit_linear(X[keep], fold_codes[keep], candidate, None)
             scores[held_out] = fitted.scores(X[labelled[held_out]])
         return scores

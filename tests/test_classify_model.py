@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsmon.config import TopicSettings
 from newsmon.labels import Label
 from newsmon.models.artifacts import ArtifactError, load, save
 from newsmon.models.evaluation import classification_metrics
-from newsmon.models.features import WordNgramTfidf
+from newsmon.models.features import NewsFeatures, PunctuationStyle, WordNgramTfidf
 from newsmon.models.predict import predict
-from newsmon.models.selftraining import SelfTrainingSVM
+from newsmon.models.selftraining import SelfTrainingSVM, neighbour_graph, spread_labels
 from newsmon.models.training import train
 
 VOCAB = {
@@ -176,14 +177,21 @@ def test_unlabelled_articles_are_used_only_when_cross_validation_says_they_help(
     for task in (model.topic, model.stance):
         classifier = task.classifier
         scores = classifier.cv_macro_f1_
-        assert set(scores) == {"labelled_only", "self_training"}
-        assert scores["self_training"] is not None
-        assert classifier.self_training_ == (scores["self_training"] > scores["labelled_only"])
+        # These texts have no punctuation: no style block, so neither its view nor spreading.
+        assert set(scores) == {"labelled_only", "centroid", "self_training", "spreading"}
+        assert scores["self_training"] is not None and scores["spreading"] is None
+        # The best out-of-fold macro-F1 wins; the plain SVM on words wins ties.
+        tried = {name: f1 for name, f1 in scores.items() if f1 is not None}
+        assert scores[classifier.method_] == max(tried.values())
+        if classifier.method_ != "labelled_only":
+            assert scores[classifier.method_] > scores["labelled_only"]
+        assert classifier.self_training_ == (classifier.method_ == "self_training")
         assert "cross-validated macro-F1" in classifier.self_training_reason_
         # The confidences' out-of-fold predictions are those of the option chosen.
         truth, guess = task.cv_predictions()
-        chosen = "self_training" if classifier.self_training_ else "labelled_only"
-        assert classification_metrics(truth, guess)["macro_f1"] == pytest.approx(scores[chosen])
+        assert classification_metrics(truth, guess)["macro_f1"] == pytest.approx(
+            scores[classifier.method_]
+        )
     card = save(model, tmp_path).card
     assert card["topic"]["self_training"]["used"] == model.topic.classifier.self_training_
     assert card["topic"]["self_training"]["cross_validated_macro_f1"] == (
@@ -195,8 +203,82 @@ def test_unlabelled_articles_are_used_only_when_cross_validation_says_they_help(
     y = np.array([x.topic for x in labels] + [None] * len(pool), dtype=object)
     capped = SelfTrainingSVM(max_self_training_classes=2).fit(X, y)
     assert capped.self_training_ is False
-    assert capped.self_training_reason_.startswith("3 classes (more than 2)")
+    assert "not tried: 3 classes (more than 2)" in capped.self_training_reason_
     assert capped.cv_macro_f1_["self_training"] is None
     # Without unlabelled rows there is nothing to decide.
     alone = SelfTrainingSVM().fit(X[: len(labels)], y[: len(labels)])
-    assert alone.self_training_ is False and alone.self_training_reason_ == "no unlabelled articles"
+    assert alone.self_training_ is False
+    assert alone.self_training_reason_.endswith("not tried: no unlabelled articles")
+
+
+def test_punctuation_style_terms_keep_spacing_and_the_kind_of_neighbour() -> None:
+    texts = ["He said , `` no '' .", "He said, “no.”", "She said , `` yes '' ."]
+    style = PunctuationStyle(min_df=1).fit(texts)
+    X = style.transform(texts).toarray()
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1)
+    # The two spaced, ASCII-quoted texts share their terms; the typeset one shares none.
+    assert X[0] @ X[2] == pytest.approx(1)
+    assert X[0] @ X[1] == pytest.approx(0)
+    # Text without punctuation, or with only unseen terms, is an empty row.
+    assert style.transform(["no punctuation here", "odd ~~~ run"]).nnz == 0
+
+
+def test_news_features_put_the_blocks_side_by_side() -> None:
+    texts = [x.text + (" , ok ." if i % 2 else " -- ok!") for i, x in enumerate(corpus(4))]
+    features = NewsFeatures(min_df=2).fit(texts)
+    words, style = features.blocks_["words"], features.blocks_["style"]
+    assert words == (0, features.words_.n_features) and style[1] == features.n_features
+    X = features.transform(texts[:5]).toarray()
+    np.testing.assert_allclose(X[:, : words[1]], features.words_.transform(texts[:5]).toarray())
+    np.testing.assert_allclose(X[:, style[0] :], features.style_.transform(texts[:5]).toarray())
+
+
+def test_spreading_follows_the_neighbour_graph() -> None:
+    # Two chains 0-1-2 and 3-4-5 (each row's nearest are its chain mates): one seed per chain.
+    X = np.array([[1, 0.1], [1, 0.12], [1, 0.14], [0.1, 1], [0.12, 1], [0.14, 1]])
+    graph = neighbour_graph(sp.csr_matrix(X / np.linalg.norm(X, axis=1, keepdims=True)), k=2)
+    np.testing.assert_allclose(graph.toarray(), graph.T.toarray(), rtol=1e-6)
+    spread = spread_labels(graph, np.array([0, -1, -1, 1, -1, -1]), 2)
+    np.testing.assert_array_equal(spread.argmax(axis=1), [0, 0, 0, 1, 1, 1])
+
+
+def house_style_corpus(n_per_house: int, seed: int) -> tuple[list[str], list[str]]:
+    """Leaning follows the publisher, and each publisher has its own way of typing quotes and
+    dashes; the words say nothing about the leaning."""
+    rng = np.random.default_rng(seed)
+    houses = {
+        "left": [("“", "”", " — "), ("«", "»", " -- ")],
+        "right": [("``", "''", " – "), ("‘", "’", " - ")],
+    }
+    words = [w for group in VOCAB.values() for w in group] + FILLER
+    texts, leanings = [], []
+    for leaning, styles in houses.items():
+        for open_quote, close_quote, dash in styles:
+            for _ in range(n_per_house):
+                parts = []
+                for _ in range(6):
+                    sentence = " ".join(rng.choice(words, 8))
+                    quote = " ".join(rng.choice(words, 4))
+                    parts.append(f"{sentence}{dash}{open_quote}{quote}{close_quote}.")
+                texts.append(" ".join(parts))
+                leanings.append(leaning)
+    return texts, leanings
+
+
+def test_labels_spread_along_house_style_from_two_labels_per_class() -> None:
+    texts, leanings = house_style_corpus(30, seed=0)
+    test_texts, test_leanings = house_style_corpus(10, seed=1)
+    features = NewsFeatures(min_df=2).fit(texts)
+    X = features.transform(texts)
+    # One labelled article per publisher, two per leaning; every other article is unlabelled.
+    y = np.full(len(texts), None, dtype=object)
+    for first in range(0, len(texts), 30):
+        y[first] = leanings[first]
+    model = SelfTrainingSVM(blocks=features.blocks_, calibration_folds=2).fit(X, y)
+    assert model.cv_macro_f1_["spreading"] is not None
+    guess = model.predict(features.transform(test_texts))
+    assert classification_metrics(test_leanings, guess)["macro_f1"] > 0.9
+    # Whatever was chosen is one linear map of the features (two classes: one score column).
+    X_test = features.transform(test_texts)
+    linear = X_test @ model.weights_ + model.intercept_
+    np.testing.assert_allclose(model.decision_function(X_test)[:, 1], linear[:, 0], rtol=1e-5)
