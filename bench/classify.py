@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,12 +75,13 @@ def baseline_trainer(task: str):
     return run
 
 
-def newsmon_trainer(task: str, rounds: int, choices: list[bool] | None = None):
+def newsmon_trainer(task: str, rounds: int, choices: list[str] | None = None):
     choices = [] if choices is None else choices
 
     def run(chosen: list[Label], unlabelled: list[str], test: list[Label]) -> list[str | None]:
         # With rounds > 0 this is newsmon as shipped: the cross-validation that calibrates also
-        # decides whether the unlabelled articles are used. Labelled-only skips it (same winner).
+        # chooses the candidate (view, centroid, self-training, spreading). Labelled-only skips
+        # it: the SVM on words, as newsmon was before the candidates.
         model = train(
             only(task, chosen),
             unlabelled,
@@ -87,8 +89,7 @@ def newsmon_trainer(task: str, rounds: int, choices: list[bool] | None = None):
             calibration_folds=CALIBRATION_FOLDS if rounds else 0,
         )
         if rounds:
-            used = getattr(model, task).classifier.self_training_
-            choices.append(used)
+            choices.append(getattr(model, task).classifier.method_)
         classifier = getattr(model, task).classifier
         if classifier is None:
             return [None] * len(test)
@@ -147,7 +148,7 @@ def bench(path: Path, repeats: int, sizes: tuple[int, ...], wanted: tuple[str, .
         print(format_metrics(f"[{task}] newsmon (all labels)", mine, max_confusion=8), flush=True)
         task_classifier = getattr(model, task).classifier
         print(f"  self-training: {task_classifier.self_training_reason_}", flush=True)
-        choices: list[bool] = []
+        choices: list[str] = []
         curve_start = time.perf_counter()
         curve = learning_curve(
             task,
@@ -162,20 +163,19 @@ def bench(path: Path, repeats: int, sizes: tuple[int, ...], wanted: tuple[str, .
             sizes=sizes,
             repeats=repeats,
         )
-        # Which draws used the unlabelled articles (the cross-validated choice), per size.
+        # The candidate each draw chose (the cross-validated choice), per size.
         per_size = [choices[i * repeats : (i + 1) * repeats] for i in range(len(sizes))]
-        for row, used in zip(curve, per_size, strict=False):
-            row["newsmon_self_training_used"] = used
+        for row, chosen in zip(curve, per_size, strict=False):
+            row["newsmon_method"] = chosen
         print(f"[{task}] learning curve, macro-F1 (mean ± sd over {repeats} draws)")
         for row in curve:
             cells = "  ".join(
                 f"{name}={row[name]['macro_f1']:.3f}±{row[name]['std']:.3f}"
                 for name in ("baseline", "newsmon_labelled_only", "newsmon")
             )
-            used = sum(row["newsmon_self_training_used"])
+            chosen = ", ".join(f"{m} {n}" for m, n in Counter(row["newsmon_method"]).items())
             print(
-                f"  {row['labels_per_class']:>3}/class  {cells}  "
-                f"(self-training used in {used}/{len(row['newsmon_self_training_used'])})",
+                f"  {row['labels_per_class']:>3}/class  {cells}  (chosen: {chosen})",
                 flush=True,
             )
         print(f"  learning curve took {time.perf_counter() - curve_start:.0f} s", flush=True)

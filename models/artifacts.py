@@ -46,12 +46,24 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+_METHODS = {
+    "labelled_only": "linear SVM on the words of the labelled articles",
+    "style": "linear SVM on the words and punctuation style of the labelled articles",
+    "centroid": "nearest class centroid of the labelled articles' words",
+    "self_training": "linear SVM, self-trained on unlabelled articles",
+    "spreading": "linear SVM on labels spread to unlabelled articles of the same house style",
+}
+
+
 def _method(task: TaskModel) -> str | None:
     if task.classifier is None:
         return None
-    if getattr(task.classifier, "self_training_", False):
-        return "linear SVM, self-trained on unlabelled articles"
-    return "linear SVM on the labelled articles"
+    method = getattr(task.classifier, "method_", None)
+    if method is None:  # a model saved before the candidates
+        if getattr(task.classifier, "self_training_", False):
+            return _METHODS["self_training"]
+        return "linear SVM on the labelled articles"
+    return _METHODS.get(method, method)
 
 
 def _task_card(task: TaskModel) -> dict:
@@ -85,13 +97,15 @@ def model_card(model: NewsClassifier, version: str) -> dict:
         else {"keywords": dict(model.keyword_rule.keywords), "confidence": None},
         "unlabelled_articles": model.n_unlabelled,
         "features": {
-            "kind": "TF-IDF of word unigrams and bigrams (sublinear tf, L2), title + text",
+            "kind": "TF-IDF of word unigrams and bigrams, and of punctuation runs in context "
+            "(sublinear tf, L2 per block), title + text",
             "min_df": model.features.min_df,
             "n_features": model.features.n_features,
         },
         "training": {
-            "classifier": "LinearSVC (class-balanced); per task, self-training on unlabelled "
-            "articles when cross-validation shows it helps",
+            "classifier": "LinearSVC (class-balanced) or nearest centroid; per task, "
+            "cross-validation chooses the feature blocks, and self-training or label spreading "
+            "over house style on unlabelled articles",
             "confidence": "softmax of SVM scores, temperature fitted on out-of-fold scores",
             "min_examples_per_class": MIN_EXAMPLES,
         },

@@ -475,7 +475,9 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         self.temperature_ = float(np.exp(minimize_scalar(loss, bounds=(-5, 5), method="bounded").x))
 
     def decision_function(self, X: sp.spmatrix) -> np.ndarray:
-        check_is_fitted(self, "weights_")
+        check_is_fitted(self, "classes_")
+        if getattr(self, "weights_", None) is None:  # a model saved before weights_ existed
+            return _scores(self.svm_, X)
         # X @ a C-ordered float32 (features x classes) matrix: with many classes, about twice as
         # fast as LinearSVC's X @ coef_.T, which reads a transposed float64 view.
         scores = sp.csr_matrix(X, dtype=np.float32) @ self.weights_ + self.intercept_
