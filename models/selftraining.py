@@ -387,8 +387,9 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         return self
 
     def _choose(self, truth: np.ndarray, oof: dict[Candidate, np.ndarray]) -> Candidate:
-        """The candidate with the best out-of-fold macro-F1, except that spreading, when tried,
-        is kept unless the best beats it by more than the noise of the comparison.
+        """The candidate with the best out-of-fold macro-F1, except that spreading, when tried
+        and better than the plain SVM on words, is kept unless the best beats it by more than
+        the noise of the comparison.
 
         With ~10 labels per class the out-of-fold macro-F1 of each candidate is uncertain by
         several points, and taking the maximum of five such numbers mostly picks noise. Spreading
@@ -400,8 +401,8 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         first = next(iter(oof))  # the plain SVM on words wins ties
         best = max(oof, key=lambda c: (f1[c], c is first))
         spreading = next((c for c in oof if c.unlabelled == "spreading"), None)
-        if spreading is None or best is spreading:
-            return best
+        if spreading is None or best is spreading or f1[spreading] <= f1[first]:
+            return best  # (spreading must at least beat the plain SVM on words)
         rng = np.random.default_rng(self.random_state)
         guess_best, guess_spread = oof[best].argmax(axis=1), oof[spreading].argmax(axis=1)
         gaps = []
