@@ -49,7 +49,9 @@ def sha256_of(path: Path) -> str:
 _METHODS = {
     "labelled_only": "linear SVM on the words of the labelled articles",
     "style": "linear SVM on the words and punctuation style of the labelled articles",
-    "centroid": "nearest class centroid of the labelled articles' words",
+    "centroid": "nearest class centroid of the labelled articles' words and leads",
+    "centroid_self_training": "nearest class centroid of the labelled articles' words and leads, "
+    "refined with the unlabelled articles nearest each centroid",
     "self_training": "linear SVM, self-trained on unlabelled articles",
     "spreading": "linear SVM on labels spread to unlabelled articles of the same house style",
 }
@@ -97,8 +99,8 @@ def model_card(model: NewsClassifier, version: str) -> dict:
         else {"keywords": dict(model.keyword_rule.keywords), "confidence": None},
         "unlabelled_articles": model.n_unlabelled,
         "features": {
-            "kind": "TF-IDF of word unigrams and bigrams, and of punctuation runs in context "
-            "(sublinear tf, L2 per block), title + text",
+            "kind": "TF-IDF of word unigrams and bigrams, of the lead's words, and of punctuation "
+            "runs in context (sublinear tf, L2 per block), title + text",
             "min_df": model.features.min_df,
             "n_features": model.features.n_features,
         },

@@ -178,14 +178,23 @@ def test_unlabelled_articles_are_used_only_when_cross_validation_says_they_help(
         classifier = task.classifier
         scores = classifier.cv_macro_f1_
         # These texts have no punctuation: no style block, so neither its view nor spreading.
-        assert set(scores) == {"labelled_only", "centroid", "self_training", "spreading"}
+        assert set(scores) == {
+            "labelled_only",
+            "centroid",
+            "centroid_self_training",
+            "self_training",
+            "spreading",
+        }
         assert scores["self_training"] is not None and scores["spreading"] is None
+        assert scores["centroid_self_training"] is not None
         # The best out-of-fold macro-F1 wins; the plain SVM on words wins ties.
         tried = {name: f1 for name, f1 in scores.items() if f1 is not None}
         assert scores[classifier.method_] == max(tried.values())
         if classifier.method_ != "labelled_only":
             assert scores[classifier.method_] > scores["labelled_only"]
-        assert classifier.self_training_ == (classifier.method_ == "self_training")
+        assert classifier.self_training_ == (
+            classifier.method_ in {"self_training", "centroid_self_training"}
+        )
         assert "cross-validated macro-F1" in classifier.self_training_reason_
         # The confidences' out-of-fold predictions are those of the option chosen.
         truth, guess = task.cv_predictions()
@@ -198,13 +207,15 @@ def test_unlabelled_articles_are_used_only_when_cross_validation_says_they_help(
         model.topic.classifier.cv_macro_f1_
     )
 
-    # Above max_self_training_classes it is not even tried: labelled rows only, and it says why.
+    # Above max_self_training_classes no SVM learns from the unlabelled rows, and it says why;
+    # the centroids, cheap with any number of classes, still may.
     X = model.features.transform([x.text for x in labels] + pool)
     y = np.array([x.topic for x in labels] + [None] * len(pool), dtype=object)
     capped = SelfTrainingSVM(max_self_training_classes=2).fit(X, y)
-    assert capped.self_training_ is False
+    assert capped.method_ not in {"self_training", "spreading"}
     assert "not tried: 3 classes (more than 2)" in capped.self_training_reason_
     assert capped.cv_macro_f1_["self_training"] is None
+    assert capped.cv_macro_f1_["centroid_self_training"] is not None
     # Without unlabelled rows there is nothing to decide.
     alone = SelfTrainingSVM().fit(X[: len(labels)], y[: len(labels)])
     assert alone.self_training_ is False
@@ -226,11 +237,36 @@ def test_punctuation_style_terms_keep_spacing_and_the_kind_of_neighbour() -> Non
 def test_news_features_put_the_blocks_side_by_side() -> None:
     texts = [x.text + (" , ok ." if i % 2 else " -- ok!") for i, x in enumerate(corpus(4))]
     features = NewsFeatures(min_df=2).fit(texts)
-    words, style = features.blocks_["words"], features.blocks_["style"]
-    assert words == (0, features.words_.n_features) and style[1] == features.n_features
+    words, lead, style = (features.blocks_[name] for name in ("words", "lead", "style"))
+    assert words == (0, features.words_.n_ngrams)
+    assert lead == (words[1], features.words_.n_features)
+    assert style == (lead[1], features.n_features)
     X = features.transform(texts[:5]).toarray()
-    np.testing.assert_allclose(X[:, : words[1]], features.words_.transform(texts[:5]).toarray())
+    np.testing.assert_allclose(X[:, : lead[1]], features.words_.transform(texts[:5]).toarray())
     np.testing.assert_allclose(X[:, style[0] :], features.style_.transform(texts[:5]).toarray())
+
+
+def test_the_lead_block_holds_the_first_words_only() -> None:
+    texts = ["alpha beta gamma delta alpha", "delta gamma beta alpha beta"]
+    words = WordNgramTfidf(min_df=1, lead=3).fit(texts)
+    X = words.transform(texts)
+    names = words.get_feature_names_out()
+    lead = X[:, words.n_ngrams :]
+    assert sorted(names[words.n_ngrams + lead[0].indices]) == [
+        "lead: alpha",
+        "lead: beta",
+        "lead: gamma",
+    ]
+    assert sorted(names[words.n_ngrams + lead[1].indices]) == [
+        "lead: beta",
+        "lead: delta",
+        "lead: gamma",
+    ]
+    np.testing.assert_allclose(np.linalg.norm(lead.toarray(), axis=1), 1)
+    # Without a lead, the same n-gram columns and nothing after them.
+    plain = WordNgramTfidf(min_df=1).fit(texts)
+    assert plain.n_features == words.n_ngrams
+    np.testing.assert_allclose(plain.transform(texts).toarray(), X[:, : words.n_ngrams].toarray())
 
 
 def test_spreading_follows_the_neighbour_graph() -> None:
