@@ -85,10 +85,14 @@ def _side_by_side(left: sp.csr_matrix, right: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _ascii_word_table() -> bytes:
-    """Byte -> itself for ASCII word characters (what ``\\w`` matches in ASCII), space for the
-    other ASCII bytes."""
+    """Byte -> itself lower-cased for ASCII word characters (what ``\\w`` matches in ASCII),
+    space for the other ASCII bytes."""
     return bytes(
-        code if code >= 128 or chr(code).isalnum() or chr(code) == "_" else ord(" ")
+        code
+        if code >= 128
+        else ord(chr(code).lower())
+        if chr(code).isalnum() or code == 95
+        else ord(" ")
         for code in range(256)
     )
 
@@ -106,16 +110,15 @@ _ONE_CHARACTER_WORDS = [chr(code) for code in range(128) if chr(code).isalnum() 
 
 def _words(text: str) -> list[str]:
     """The words of ``text``, lower-cased: the tokens of TOKEN, plus words of one character
-    when the text is ASCII. An ASCII text is split by ``str.split`` after its other characters
-    are made spaces, which gives the same words about twice as fast as the regex."""
-    lowered = text.lower()
-    if not lowered.isascii():
+    when the text is ASCII. An ASCII text is lower-cased and split by a byte table and
+    ``str.split``, which gives the same words about twice as fast as the regex."""
+    if not text.isascii():
         for separator in _SEPARATORS:
-            if separator in lowered:
-                lowered = lowered.replace(separator, " ")
-        if not lowered.isascii():
-            return TOKEN.findall(lowered)
-    return lowered.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+            if separator in text:
+                text = text.replace(separator, " ")
+        if not text.isascii():
+            return TOKEN.findall(text.lower())
+    return text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
 
 
 def _tokens(texts: Iterable[str]) -> list[list[str]]:

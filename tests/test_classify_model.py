@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -11,7 +13,14 @@ from newsmon.config import TopicSettings
 from newsmon.labels import Label
 from newsmon.models.artifacts import ArtifactError, load, save
 from newsmon.models.evaluation import classification_metrics
-from newsmon.models.features import NewsFeatures, PunctuationStyle, WordNgramTfidf
+from newsmon.models.features import (
+    _SEPARATORS,
+    TOKEN,
+    NewsFeatures,
+    PunctuationStyle,
+    WordNgramTfidf,
+    _tokens,
+)
 from newsmon.models.predict import predict
 from newsmon.models.selftraining import SelfTrainingSVM, neighbour_graph, spread_labels
 from newsmon.models.training import train
@@ -85,7 +94,13 @@ def corpus(n_per_class: int, seed: int = 0) -> list[Label]:
 
 
 def test_features_match_scikit_learn_tfidf() -> None:
-    texts = [x.text for x in corpus(6)] + ["Unicode café façade, don't stop!", "a b c"]
+    texts = [x.text for x in corpus(6)] + [
+        "Unicode café façade, don't stop!",
+        "a b c",
+        # ASCII once its quotes, dashes and spaces are replaced: the split path, not the regex.
+        "Kim’s “summit” — a 2-day\u00a0affair, 30°C… I said: Trump_Kim met.",
+        "Kim’s “summit” — a 2-day affair… I said: Trump_Kim met in Hà Nội.",
+    ]
     ours = WordNgramTfidf(min_df=2).fit(texts)
     reference = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2).fit(texts)
     names = ours.get_feature_names_out()
@@ -93,6 +108,14 @@ def test_features_match_scikit_learn_tfidf() -> None:
     order = [reference.vocabulary_[name] for name in names]
     expected = reference.transform(texts)[:, order].toarray()
     np.testing.assert_allclose(ours.transform(texts).toarray(), expected, atol=1e-12)
+
+
+def test_words_are_the_token_patterns_words_on_either_path() -> None:
+    # Every separator is a character the token pattern splits on, so replacing it changes
+    # no token; and both paths give exactly the pattern's tokens.
+    assert not [c for c in _SEPARATORS if re.fullmatch(r"\w", c)]
+    texts = ["It's A-1, x_y Z9 b.", "Naïve café’s “a” b", "“Ok”—a\u00a0b c’d", "MIXED Case", ""]
+    assert _tokens(texts) == [TOKEN.findall(text.lower()) for text in texts]
 
 
 def test_learns_given_labels_and_reports_calibrated_confidence() -> None:
