@@ -18,8 +18,10 @@ one with the best out-of-fold macro-F1 (the plain SVM on words wins ties):
 
 - ``labelled_only``: the SVM on the word block (newsmon's first model);
 - ``style``: the SVM on words and style;
-- ``centroid``: the nearest class centroid on words, which with a handful of labels per class and
-  many classes often beats the SVM (it fits no per-word weights it cannot estimate);
+- ``centroid``: the nearest class centroid on words and lead, which with a handful of labels per
+  class and many classes often beats the SVM (it fits no per-word weights it cannot estimate);
+- ``centroid_self_training``: the centroids, refined over two rounds with the unlabelled rows
+  nearest each; cheap with any number of classes, so tried whenever there are unlabelled rows;
 - ``self_training`` and ``spreading`` on the better of the two SVM views, when there are
   unlabelled rows and at most ``max_self_training_classes`` classes: each refits SVMs on every
   unlabelled row, one per class, and with a hundred classes the gain does not pay for the time.
@@ -179,7 +181,8 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
     calibration_folds: at most this many folds for the out-of-fold scores (fewer when a class has
     fewer examples; 0 skips calibration, so predict_proba is unavailable, and with it the
     cross-validated choice: the SVM on words is used, with self-training whenever rounds > 0).
-    max_self_training_classes: above this many classes, unlabelled rows are not used.
+    max_self_training_classes: above this many classes, no SVM learns from unlabelled rows
+    (the centroids still may).
     cv_pool: at most this many unlabelled rows (drawn at random) take part in the cross-validated
     trial of self-training, which fits ``rounds + 1`` SVMs per fold; the final model uses them all.
     blocks: the feature blocks' (start, stop) columns (``NewsFeatures.blocks_``); without a
