@@ -210,11 +210,15 @@ def test_unlabelled_articles_are_used_only_when_cross_validation_says_they_help(
         }
         assert scores["self_training"] is not None and scores["spreading"] is None
         assert scores["centroid_self_training"] is not None
-        # The best out-of-fold macro-F1 wins; the plain SVM on words wins ties.
+        # The best out-of-fold macro-F1 wins, or the best of the candidates that learn from
+        # unlabelled articles when it is within the noise of that (here: a tie).
         tried = {name: f1 for name, f1 in scores.items() if f1 is not None}
-        assert scores[classifier.method_] == max(tried.values())
-        if classifier.method_ != "labelled_only":
-            assert scores[classifier.method_] > scores["labelled_only"]
+        learners = {"centroid_self_training", "self_training"}
+        if classifier.method_ in learners:
+            assert scores[classifier.method_] == max(tried[name] for name in learners)
+        else:
+            assert scores[classifier.method_] > max(tried[name] for name in learners)
+            assert scores[classifier.method_] == max(tried.values())
         assert classifier.self_training_ == (
             classifier.method_ in {"self_training", "centroid_self_training"}
         )
