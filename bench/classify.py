@@ -106,12 +106,52 @@ def per_second(fn, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def curve(
+    task: str, train_set: list[Label], test_set: list[Label], sizes: tuple[int, ...], repeats: int
+) -> list[dict]:
+    """One task's learning curve (baseline, newsmon on the labels alone, newsmon as shipped with
+    the unlabelled articles) at each size: printed, and returned."""
+    choices: list[str] = []
+    curve_start = time.perf_counter()
+    rows = learning_curve(
+        task,
+        train_set,
+        test_set,
+        [],
+        {
+            "baseline": baseline_trainer(task),
+            "newsmon_labelled_only": newsmon_trainer(task, rounds=0),
+            "newsmon": newsmon_trainer(task, rounds=5, choices=choices),
+        },
+        sizes=sizes,
+        repeats=repeats,
+    )
+    # The candidate each draw chose (the cross-validated choice), per size.
+    per_size = [choices[i * repeats : (i + 1) * repeats] for i in range(len(sizes))]
+    for row, chosen in zip(rows, per_size, strict=False):
+        row["newsmon_method"] = chosen
+    print(f"[{task}] learning curve, macro-F1 (mean ± sd over {repeats} draws)")
+    for row in rows:
+        cells = "  ".join(
+            f"{name}={row[name]['macro_f1']:.3f}±{row[name]['std']:.3f}"
+            for name in ("baseline", "newsmon_labelled_only", "newsmon")
+        )
+        chosen = ", ".join(f"{m} {n}" for m, n in Counter(row["newsmon_method"]).items())
+        print(
+            f"  {row['labels_per_class']:>3}/class  {cells}  (chosen: {chosen})",
+            flush=True,
+        )
+    print(f"  learning curve took {time.perf_counter() - curve_start:.0f} s", flush=True)
+    return rows
+
+
 def bench(
     path: Path,
     repeats: int,
     sizes: tuple[int, ...],
     wanted: tuple[str, ...],
     speed_only: bool = False,
+    curve_only: bool = False,
 ) -> dict:
     train_set, test_set = read_split(path)
     tasks = [t for t in wanted if any(getattr(x, t) is not None for x in train_set)]
@@ -119,6 +159,12 @@ def bench(
         train_set, test_set = only("stance", train_set), only("stance", test_set)
     report: dict = {"file": str(path), "train": len(train_set), "test": len(test_set), "tasks": {}}
     print(f"{path.name}: {len(train_set)} train / {len(test_set)} test, tasks {tasks}", flush=True)
+
+    if curve_only:
+        for task in tasks:
+            learning = curve(task, train_set, test_set, sizes, repeats)
+            report["tasks"][task] = {"learning_curve": learning}
+        return report
 
     start = time.perf_counter()
     model = train(train_set, [])
@@ -175,37 +221,7 @@ def bench(
         print(format_metrics(f"[{task}] newsmon (all labels)", mine, max_confusion=8), flush=True)
         task_classifier = getattr(model, task).classifier
         print(f"  self-training: {task_classifier.self_training_reason_}", flush=True)
-        choices: list[str] = []
-        curve_start = time.perf_counter()
-        curve = learning_curve(
-            task,
-            train_set,
-            test_set,
-            [],
-            {
-                "baseline": baseline_trainer(task),
-                "newsmon_labelled_only": newsmon_trainer(task, rounds=0),
-                "newsmon": newsmon_trainer(task, rounds=5, choices=choices),
-            },
-            sizes=sizes,
-            repeats=repeats,
-        )
-        # The candidate each draw chose (the cross-validated choice), per size.
-        per_size = [choices[i * repeats : (i + 1) * repeats] for i in range(len(sizes))]
-        for row, chosen in zip(curve, per_size, strict=False):
-            row["newsmon_method"] = chosen
-        print(f"[{task}] learning curve, macro-F1 (mean ± sd over {repeats} draws)")
-        for row in curve:
-            cells = "  ".join(
-                f"{name}={row[name]['macro_f1']:.3f}±{row[name]['std']:.3f}"
-                for name in ("baseline", "newsmon_labelled_only", "newsmon")
-            )
-            chosen = ", ".join(f"{m} {n}" for m, n in Counter(row["newsmon_method"]).items())
-            print(
-                f"  {row['labels_per_class']:>3}/class  {cells}  (chosen: {chosen})",
-                flush=True,
-            )
-        print(f"  learning curve took {time.perf_counter() - curve_start:.0f} s", flush=True)
+        learning = curve(task, train_set, test_set, sizes, repeats)
         report["tasks"][task] = {
             "baseline": {
                 **base,
@@ -213,7 +229,7 @@ def bench(
                 "predictions_per_second": base_speed,
             },
             "newsmon": mine,
-            "learning_curve": curve,
+            "learning_curve": learning,
         }
     return report
 
@@ -230,13 +246,23 @@ def main() -> None:
         action="store_true",
         help="only the prediction speeds, against the reference's for one task",
     )
+    parser.add_argument(
+        "--curve-only",
+        action="store_true",
+        help="only the learning curves, without the all-labels comparison",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     # One core, as the goal is stated, and so numbers do not depend on the machine's core count.
     with threadpool_limits(1):
         sizes = tuple(int(s) for s in args.sizes.split(","))
         report = bench(
-            args.file, args.repeats, sizes, tuple(args.tasks.split(",")), args.speed_only
+            args.file,
+            args.repeats,
+            sizes,
+            tuple(args.tasks.split(",")),
+            args.speed_only,
+            args.curve_only,
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
