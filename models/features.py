@@ -419,7 +419,9 @@ class NewsFeatures(TransformerMixin, BaseEstimator):
     are L2-normalised, so a classifier weights a block by scaling its columns.
     """
 
-    def __init__(self, min_df: int = 2, max_features: int | None = None, lead: int = LEAD_WORDS):
+    def __init__(
+        self, min_df: int = 2, max_features: int | None = None, lead: int = LEAD_WORDS
+    ) -> None:
         self.min_df = min_df
         self.max_features = max_features
         self.lead = lead
