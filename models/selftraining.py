@@ -237,9 +237,6 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
         columns = (self.blocks or {}).get(block)
         return columns if columns and columns[1] > columns[0] else None
 
-    def _style_columns(self) -> tuple[int, int] | None:
-        return self._columns("style")
-
     def _column_scale(self, n_features: int, candidate: Candidate) -> np.ndarray | None:
         """Per-column weights of a candidate's view (None: all ones)."""
         weights = {"style": candidate.style_weight, "lead": candidate.lead_weight}
@@ -336,9 +333,10 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
             adjacency, np.maximum(codes[members], UNLABELLED), len(self.classes_)
         )
         reached = spread.sum(axis=1) > 0
-        pseudo = members[reached & (codes[members] == UNLABELLED)]
+        spread_to = reached & (codes[members] == UNLABELLED)
+        pseudo = members[spread_to]
         labelled = np.flatnonzero(codes >= 0)
-        guess = spread.argmax(axis=1)[reached & (codes[members] == UNLABELLED)]
+        guess = spread.argmax(axis=1)[spread_to]
         rows = np.concatenate([labelled, pseudo])
         targets = np.concatenate([codes[labelled], guess])
         weights = np.concatenate([np.ones(len(labelled)), np.full(len(pseudo), self.pseudo_weight)])
@@ -347,7 +345,7 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
     def _graph(self, X: sp.csr_matrix, codes: np.ndarray) -> tuple[np.ndarray, sp.csr_matrix]:
         """The spreading graph over the style block: all labelled rows and at most
         ``spread_pool`` rows in all."""
-        style = self._style_columns()
+        style = self._columns("style")
         labelled = np.flatnonzero(codes >= 0)
         pool = np.flatnonzero(codes == UNLABELLED)
         room = max(self.spread_pool - len(labelled), 0)
@@ -361,7 +359,7 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
     def _candidates(self, is_labelled: np.ndarray) -> tuple[list[Candidate], str]:
         """The labelled-only candidates, then those using unlabelled rows if they are tried (the
         reason says why not, otherwise)."""
-        style = self._style_columns() is not None
+        style = self._columns("style") is not None
         views = [Candidate("labelled_only", 0.0 if style else 1.0)]
         if style:
             views.append(Candidate("style", self.style_weight))
@@ -420,7 +418,7 @@ class SelfTrainingSVM(ClassifierMixin, BaseEstimator):
                 extra.append(
                     Candidate("self_training", best_svm.style_weight, unlabelled="self_training")
                 )
-                if self._style_columns() is not None:
+                if self._columns("style") is not None:
                     extra.append(Candidate("spreading", self.style_weight, unlabelled="spreading"))
                     graph = self._graph(X, codes)
             for c in extra:
