@@ -22,7 +22,12 @@ from newsmon.models.features import (
     _tokens,
 )
 from newsmon.models.predict import predict
-from newsmon.models.selftraining import SelfTrainingSVM, neighbour_graph, spread_labels
+from newsmon.models.selftraining import (
+    Candidate,
+    SelfTrainingSVM,
+    neighbour_graph,
+    spread_labels,
+)
 from newsmon.models.training import train
 
 VOCAB = {
@@ -348,6 +353,34 @@ def test_labels_spread_along_house_style_from_two_labels_per_class() -> None:
     X_test = features.transform(test_texts)
     linear = X_test @ model.weights_ + model.intercept_
     np.testing.assert_allclose(model.decision_function(X_test)[:, 1], linear[:, 0], rtol=1e-5)
+
+
+def test_spreading_is_kept_when_it_beats_the_svm_on_its_view_within_thrice_the_noise() -> None:
+    truth = np.repeat([0, 1, 2], 10)
+    wrong_order = np.random.default_rng(0).permutation(len(truth))
+
+    def scores(correct: int) -> np.ndarray:
+        """One-hot out-of-fold scores, right on ``correct`` rows (errors spread over classes)."""
+        guess = truth.copy()
+        wrong = wrong_order[correct:]
+        guess[wrong] = (truth[wrong] + 1) % 3
+        return np.eye(3)[guess]
+
+    words, style = Candidate("labelled_only", 0.0), Candidate("style", 1.0)
+    spreading = Candidate("spreading", 1.0, unlabelled="spreading")
+    model = SelfTrainingSVM()
+
+    def chosen(n_words: int, n_style: int, n_spreading: int) -> str:
+        oof = {words: scores(n_words), style: scores(n_style), spreading: scores(n_spreading)}
+        return model._choose(truth, oof).name
+
+    # The SVM on words leads by between one and three times the noise (30 labels): spreading is
+    # kept when it beats the same SVM on words and style, which the spread labels should improve,
+    assert chosen(20, 13, 14) == "spreading"
+    # and not when it does not (its spread labels did not help),
+    assert chosen(20, 15, 14) == "labelled_only"
+    # nor when the best leads by far more than the noise (topics, where style is no guide).
+    assert chosen(28, 13, 14) == "labelled_only"
 
 
 def blurred_corpus(
