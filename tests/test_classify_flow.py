@@ -94,6 +94,23 @@ def test_train_on_one_topic_says_what_it_cannot_predict(write_config, tmp_path: 
     assert "predicts against, favor" in trained.output
 
 
+def test_evaluate_on_a_fresh_installs_two_seeds_says_what_it_cannot_score(
+    write_config, tmp_path: Path
+) -> None:
+    config_path = write_config(CONFIG)
+    two = [label for label in corpus(4) if label.topic == "sport"][:2]
+    write_labels(tmp_path / "seeds" / "labels.jsonl", two)
+
+    result = CliRunner().invoke(
+        app, ["-c", str(config_path), "model", "evaluate", "--repeats", "1"]
+    )
+
+    assert result.exit_code == 0, result.output
+    not_run = "learning curve not run: too few labels to hold some out to score on (2 in all)"
+    assert result.output.count(not_run) == 2  # topic and stance
+    assert "cannot: only 'sport' has examples" in result.output
+
+
 def test_train_classify_and_retrain_keep_predictions_per_version(
     prefect_harness, write_config, tmp_path: Path
 ) -> None:

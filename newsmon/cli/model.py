@@ -121,6 +121,24 @@ def _split(labels: list[Label], fraction: float = 0.3) -> tuple[list[Label], lis
     return shuffled[cut:], shuffled[:cut]
 
 
+def _why_no_curve(
+    task: str, train_part: list[Label], test_part: list[Label], test_file: Path | None
+) -> str | None:
+    """Why a task's learning curve cannot be drawn from these labels, or None if it can: it
+    needs held-out labels to score and two classes to learn (the normal case on a fresh
+    install, whose seeds are two documents)."""
+    if not test_part and test_file is None:
+        return f"too few labels to hold some out to score on ({len(train_part)} in all)"
+    held_out = sum(getattr(label, task) is not None for label in test_part)
+    if not held_out:
+        where = test_file or f"the {len(test_part)} of {len(train_part) + len(test_part)} held out"
+        return f"no {task} labels in {where} to score it on"
+    classes = {getattr(label, task) for label in train_part} - {None}
+    if len(classes) < 2:
+        return f"the labels to learn from have {len(classes)} {task} class(es); 2 are needed"
+    return None
+
+
 def _curve_trainer(task: str, rounds: int):
     from newsmon.models.training import CALIBRATION_FOLDS, document_text, train
 
@@ -184,17 +202,20 @@ def evaluate_command(
             entry["metrics"] = classification_metrics(*cv)
         if curve:
             train_part, test_part = (labels, test_labels) if test_labels else _split(labels)
-            entry["learning_curve"] = learning_curve(
-                task,
-                train_part,
-                test_part,
-                pool,
-                {
-                    "labelled_only": _curve_trainer(task, rounds=0),
-                    "with_unlabelled": _curve_trainer(task, rounds=5),
-                },
-                repeats=repeats,
-            )
+            entry["learning_curve"] = []
+            entry["learning_curve_not_run"] = _why_no_curve(task, train_part, test_part, test)
+            if entry["learning_curve_not_run"] is None:
+                entry["learning_curve"] = learning_curve(
+                    task,
+                    train_part,
+                    test_part,
+                    pool,
+                    {
+                        "labelled_only": _curve_trainer(task, rounds=0),
+                        "with_unlabelled": _curve_trainer(task, rounds=5),
+                    },
+                    repeats=repeats,
+                )
         report["tasks"][task] = entry
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -206,6 +227,8 @@ def evaluate_command(
             typer.echo(f"{task}: nothing to score ({entry['cannot'] or 'no labelled test rows'})")
         if entry["cannot"]:
             typer.echo(f"  cannot: {entry['cannot']}")
+        if entry.get("learning_curve_not_run"):
+            typer.echo(f"  learning curve not run: {entry['learning_curve_not_run']}")
         for row in entry.get("learning_curve", []):
             typer.echo(
                 f"  {row['labels_per_class']:>3} labels/class: macro-F1 "
