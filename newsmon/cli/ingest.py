@@ -73,6 +73,17 @@ def require_feeds(config: Config) -> None:
         raise fail(f"{config.source}: no [[feeds]] configured; add at least one feed URL")
 
 
+def start_extraction_early() -> None:
+    """Start the process server that forks the extraction workers, before Prefect loads.
+
+    It spends about half a second importing trafilatura; begun here, that overlaps with
+    Prefect's import and its ephemeral API's start instead of holding up the first page.
+    """
+    from newsmon.extract import start_process_server  # numpy comes with it: not for --help
+
+    start_process_server()
+
+
 def exit_code(result) -> int:
     """Non-zero only when feeds were polled and not one could be read."""
     polled = result.summary.feeds_read + result.summary.feeds_failed
@@ -85,6 +96,7 @@ def ingest(ctx: typer.Context) -> None:
     be read."""
     config = get_config(ctx)
     require_feeds(config)
+    start_extraction_early()
     from newsmon.flows import run_settings  # Prefect is slow to import; only when needed
     from newsmon.flows.ingest import ingest_flow
 
@@ -99,6 +111,7 @@ def run(ctx: typer.Context) -> None:
     """The main job: ingest, classify, and the weekly digest when one is due."""
     config = get_config(ctx)
     require_feeds(config)
+    start_extraction_early()
     from newsmon.flows import run_settings
     from newsmon.flows.cycle import cycle_flow
 
