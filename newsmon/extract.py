@@ -6,6 +6,9 @@ in memory over many pages, so it never runs in the flow's process: ``ExtractorPo
 replaced after ``pages_per_worker`` pages. Every failure becomes an ``ExtractionOutcome`` with a
 reason, so one bad page costs that page only.
 
+Feeds are parsed in the same workers: feedparser has no timeout either, and as pure-Python work
+it would hold the flow process's interpreter lock while the pages download.
+
 trafilatura is imported inside the functions that run in workers, not at the top of this module:
 the flow's process imports this module for ``ExtractorPool`` and never needs trafilatura itself.
 """
@@ -19,7 +22,7 @@ import multiprocessing.forkserver
 import os
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import InvalidStateError, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from types import TracebackType
 
 from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
+from newsmon.feeds import ParsedFeed, parse_feed
 from newsmon.fingerprint import content_hash, simhash
 
 # The <html> start tag follows at most a doctype and a few comments; scanning further for its
@@ -241,13 +245,9 @@ class ExtractorPool:
             self._pool.join()
             self._pool = self._new_pool()
 
-    def _schedule(self, content: bytes, url: str) -> ProcessFuture:
+    def _schedule(self, function: Callable, args: tuple) -> ProcessFuture:
         try:
-            return self._pool.schedule(
-                extract_page,
-                args=(content, url, self.max_input_bytes),
-                timeout=self.timeout_seconds,
-            )
+            return self._pool.schedule(function, args=args, timeout=self.timeout_seconds)
         except RuntimeError as error:  # the pool broke while this batch was being scheduled
             future: ProcessFuture = ProcessFuture()
             future.set_exception(BrokenProcessPool(str(error)))
@@ -277,45 +277,85 @@ class ExtractorPool:
         try:
             page = future.result()
         except Exception as exc:
-            error, retryable = self._describe(exc)
+            error, retryable = self._describe(exc, "extraction", "the page was extracted")
             return ExtractionOutcome(key=key, page=None, error=error, retryable=retryable)
         return ExtractionOutcome(key=key, page=page, error=None)
 
-    def _describe(self, exc: Exception) -> tuple[str, bool]:
-        """The reason a task failed, and whether the page itself may succeed on another try.
+    def _describe(self, exc: Exception, work: str, unfinished: str) -> tuple[str, bool]:
+        """The reason a task failed, and whether the item itself may succeed on another try.
 
         Once the pool is closed, whatever a task reports is put down to the closing: pebble
         stopping mid-send can hand a task an unrelated error (seen: a TypeError from a closed
-        pipe), and the page must not be given up for it.
+        pipe), and the item must not be given up for it.
         """
         if self._closed:
-            return "extraction pool failed: pool closed before the page was extracted", True
+            return f"extraction pool failed: pool closed before {unfinished}", True
         if isinstance(exc, BrokenProcessPool):
             return f"extraction pool failed: {str(exc) or 'the worker pool broke'}", True
         if isinstance(exc, TimeoutError):
-            return f"extraction timed out after {self.timeout_seconds:g} s (worker killed)", False
+            return f"{work} timed out after {self.timeout_seconds:g} s (worker killed)", False
         if isinstance(exc, ProcessExpired):
             return f"worker died (exit code {exc.exitcode})", False
-        return f"extraction crashed: {type(exc).__name__}: {exc}", False
+        return f"{work} crashed: {type(exc).__name__}: {exc}", False
+
+    def _run_many(
+        self, function: Callable, items: Iterable[tuple[str, tuple]]
+    ) -> list[tuple[str, ProcessFuture]]:
+        """Run ``function(*args)`` for each ``(key, args)`` in the workers; wait for all of them.
+
+        Each item is queued the moment ``items`` yields it, so a generator fed by downloads keeps
+        the workers busy while the rest are still arriving.
+        """
+        scheduled: list[tuple[str, ProcessPool, ProcessFuture]] = []
+        for key, args in items:
+            with self._lock:
+                self._ensure_pool()
+                scheduled.append((key, self._pool, self._schedule(function, args)))
+        # A pool replaced midway (it broke) is waited on for its own items only.
+        for pool in {id(pool): pool for _, pool, _ in scheduled}.values():
+            self._wait(pool, [future for _, owner, future in scheduled if owner is pool])
+        return [(key, future) for key, _, future in scheduled]
 
     def extract_many(self, items: Iterable[tuple[str, bytes, str]]) -> list[ExtractionOutcome]:
         """Extract ``(key, content, url)`` items; outcomes come back in the order given.
 
-        Each item is queued the moment ``items`` yields it, so a generator fed by downloads keeps
-        the workers busy while the rest of its pages are still arriving. A page that times out
-        or kills its worker fails alone. If the pool is closed or breaks meanwhile, the pages it
-        had not finished come back as retryable failures. Raises only when called after
-        ``close``.
+        A page that times out or kills its worker fails alone. If the pool is closed or breaks
+        meanwhile, the pages it had not finished come back as retryable failures. Raises only
+        when called after ``close``.
         """
-        scheduled: list[tuple[str, ProcessPool, ProcessFuture]] = []
-        for key, content, url in items:
-            with self._lock:
-                self._ensure_pool()
-                scheduled.append((key, self._pool, self._schedule(content, url)))
-        # A pool replaced midway (it broke) is waited on for its own pages only.
-        for pool in {id(pool): pool for _, pool, _ in scheduled}.values():
-            self._wait(pool, [future for _, owner, future in scheduled if owner is pool])
-        return [self._outcome(key, future) for key, _, future in scheduled]
+        done = self._run_many(
+            extract_page,
+            ((key, (content, url, self.max_input_bytes)) for key, content, url in items),
+        )
+        return [self._outcome(key, future) for key, future in done]
+
+    def parse_feeds(
+        self, items: Iterable[tuple[str, bytes, Mapping[str, str], str]]
+    ) -> dict[str, ParsedFeed]:
+        """``parse_feed`` for each ``(key, content, headers, url)`` item, by key.
+
+        A feed that times out or kills its worker comes back as a ParsedFeed with that error.
+        One the pool could not get to (it broke or was closed) is parsed here instead: the
+        feed is not at fault, and must not be counted as failing for it.
+        """
+        arguments: dict[str, tuple[bytes, dict[str, str], str]] = {}
+
+        def queued() -> Iterable[tuple[str, tuple]]:
+            for key, content, headers, url in items:
+                arguments[key] = (content, dict(headers), url)
+                yield key, arguments[key]
+
+        parsed: dict[str, ParsedFeed] = {}
+        for key, future in self._run_many(parse_feed, queued()):
+            try:
+                parsed[key] = future.result()
+            except Exception as exc:
+                error, pool_failed = self._describe(exc, "feed parsing", "the feed was parsed")
+                parsed[key] = (
+                    parse_feed(*arguments[key]) if pool_failed
+                    else ParsedFeed(None, None, (), None, error)
+                )
+        return parsed
 
     def warm_up(self) -> None:
         """Start the workers and have them extract a small page, so the first batch runs warm."""

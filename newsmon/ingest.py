@@ -16,7 +16,7 @@ import numpy as np
 
 from newsmon.config import IngestSettings
 from newsmon.extract import ExtractionOutcome
-from newsmon.feeds import FeedEntry, parse_feed
+from newsmon.feeds import FeedEntry, ParsedFeed
 from newsmon.fingerprint import content_hash, nearest_duplicate, simhash
 from newsmon.http import FetchResult, RequestRecord
 from newsmon.urls import normalize_url
@@ -69,8 +69,11 @@ def conditional_headers(state: FeedState, full_fetch_every: int) -> dict[str, st
     return headers
 
 
-def read_poll(state: FeedState, sent: dict[str, str], result: FetchResult) -> FeedPoll:
-    """Interpret one feed response: unchanged, entries (perhaps with a warning), or an error."""
+def read_poll(
+    state: FeedState, sent: dict[str, str], result: FetchResult, feed: ParsedFeed | None
+) -> FeedPoll:
+    """Interpret one feed response (and ``feed``, its parsed body, given for every ``result.ok``):
+    unchanged, entries (perhaps with a warning), or an error."""
 
     def poll(outcome: str, error: str | None = None, **parsed) -> FeedPoll:
         return FeedPoll(
@@ -90,9 +93,10 @@ def read_poll(state: FeedState, sent: dict[str, str], result: FetchResult) -> Fe
 
     if result.not_modified:
         return poll("unchanged")
-    if not result.ok or result.content is None:
+    if not result.ok:
         return poll("failed", result.error or f"HTTP {result.status_code}")
-    feed = parse_feed(result.content, result.headers, result.final_url or result.url)
+    if feed is None:
+        raise ValueError(f"{state.feed_url} answered {result.status_code} but was not parsed")
     if feed.error:
         return poll("failed", feed.error)
     return poll(

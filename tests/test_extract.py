@@ -300,3 +300,70 @@ def test_closed_pool_refuses_work() -> None:
         pass
     with pytest.raises(RuntimeError, match="closed"):
         extractor.extract_many(items(1))
+
+
+def rss(items: int, title: str = "Harbour news") -> bytes:
+    entries = "".join(
+        f"<item><title>Story {n}</title><link>https://news.example.com/{n}</link>"
+        f"<guid>story-{n}</guid><description>{' '.join(PARAGRAPHS)}</description></item>"
+        for n in range(items)
+    )
+    return (
+        f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>{title}"
+        f"</title><link>https://news.example.com/</link>{entries}</channel></rss>"
+    ).encode()
+
+
+FEED_HEADERS = {"content-type": "application/rss+xml; charset=utf-8"}
+
+
+def test_feeds_are_parsed_in_the_pool_by_key(pool: ExtractorPool) -> None:
+    feeds = [
+        ("a", rss(2, "Feed A"), FEED_HEADERS, "https://news.example.com/a.xml"),
+        ("b", rss(3, "Feed B"), FEED_HEADERS, "https://news.example.com/b.xml"),
+        ("junk", b"\x89PNG\r\n\x1a\n not a feed", {}, "https://news.example.com/c.xml"),
+    ]
+
+    parsed = pool.parse_feeds(iter(feeds))
+
+    assert parsed.keys() == {"a", "b", "junk"}
+    assert (parsed["a"].title, len(parsed["a"].entries)) == ("Feed A", 2)
+    assert [e.url for e in parsed["b"].entries] == [f"https://news.example.com/{n}" for n in range(3)]
+    assert parsed["a"].error is None
+    assert parsed["junk"].entries == ()
+    assert parsed["junk"].error is not None
+    assert parsed["junk"].error.startswith("not an RSS or Atom feed")
+
+
+def test_a_feed_past_the_timeout_fails_alone_with_the_reason(pool: ExtractorPool) -> None:
+    # 10,000 entries: about 6 s of feedparser work here, well past the pool's 1 s timeout.
+    feeds = [
+        ("huge", rss(10_000), FEED_HEADERS, "https://news.example.com/huge.xml"),
+        ("small", rss(1), FEED_HEADERS, "https://news.example.com/small.xml"),
+    ]
+
+    parsed = pool.parse_feeds(feeds)
+
+    assert parsed["huge"].entries == ()
+    assert parsed["huge"].error == "feed parsing timed out after 1 s (worker killed)"
+    assert len(parsed["small"].entries) == 1
+
+
+def test_feeds_the_pool_could_not_reach_are_parsed_in_process() -> None:
+    # A closed or broken pool is not the feed's fault: the feed must still be read, not counted
+    # as failing. Two big feeds on one worker keep the small one queued when the pool closes.
+    extractor = ExtractorPool(1, pages_per_worker=10, timeout_seconds=30, max_input_bytes=MiB)
+    feeds = [
+        (key, rss(count), FEED_HEADERS, f"https://news.example.com/{key}.xml")
+        for key, count in (("big-1", 3000), ("big-2", 3000), ("small", 2))
+    ]
+    with ThreadPoolExecutor(max_workers=1) as threads:
+        waiting = threads.submit(extractor.parse_feeds, feeds)
+        time.sleep(0.3)
+        extractor.close()
+        parsed = waiting.result(timeout=60)
+
+    assert {key: len(feed.entries) for key, feed in parsed.items()} == {
+        "big-1": 3000, "big-2": 3000, "small": 2,
+    }
+    assert all(feed.error is None for feed in parsed.values())
