@@ -146,7 +146,7 @@ def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher, workers: Extractor
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def download_and_extract(
-    jobs: Sequence[PageJob], fetcher: Fetcher, extractor: ExtractorPool, arrived: threading.Event
+    jobs: Sequence[PageJob], fetcher: Fetcher, workers: ExtractorPool, arrived: threading.Event
 ) -> tuple[list[FetchResult], dict[str, ExtractionOutcome]]:
     """Download a batch of pages (HTML only) and extract them in the worker processes; each
     page goes to the workers as soon as it has arrived, while the others still download.
@@ -161,7 +161,7 @@ def download_and_extract(
                 yield job.normalized_url, result.content, result.final_url or job.url
         arrived.set()
 
-    outcomes = extractor.extract_many(downloaded())
+    outcomes = workers.extract_many(downloaded())
     return [results[index] for index in range(len(jobs))], {o.key: o for o in outcomes}
 
 
@@ -226,7 +226,7 @@ def _poll_all(con: duckdb.DuckDBPyConnection, config: Config, workers: Extractor
                 progress.advance("feeds")
 
 
-def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, extractor: ExtractorPool,
+def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, workers: ExtractorPool,
                      run_id: str, result: IngestResult) -> None:
     summary = result.summary
     jobs = page_jobs(store.pending_entries(con, _now()))
@@ -257,7 +257,7 @@ def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, extractor: 
 
         for batch in _chunks(jobs, config.ingest.batch_size):
             arrived = threading.Event()
-            future = download_and_extract.submit(quote(batch), fetcher, extractor, arrived)
+            future = download_and_extract.submit(quote(batch), fetcher, workers, arrived)
             future.wrapped_future.add_done_callback(lambda _, arrived=arrived: arrived.set())
             in_flight.append((batch, future))
             # Batches download one after another, each with every connection slot, so that the
