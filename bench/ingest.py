@@ -315,7 +315,7 @@ def main() -> None:
     from prefect import flow
 
     from newsmon.flows import run_settings
-    from newsmon.flows.ingest import ingest_flow
+    from newsmon.flows.ingest import IngestResult, ingest_flow
 
     @flow
     def warm_up() -> None:
@@ -325,7 +325,7 @@ def main() -> None:
     # measured before and after every pipeline run and each run is compared with the mean of
     # its two neighbours; the median of those ratios is the figure.
     bare_rates = [len(pages) / time_bare(context, pages, base)]
-    runs: list[tuple[int, float]] = []
+    runs: list[tuple[IngestResult, float]] = []  # each cold first run and its seconds
     with run_settings(), DescendantMemory() as memory:  # as `newsmon ingest` runs its flows
         warm_up()
         for round_ in range(args.rounds):
@@ -335,10 +335,9 @@ def main() -> None:
                 reset_peak_memory()
             start = time.perf_counter()
             first = ingest_flow(config)
-            runs.append((first.summary.articles_new, time.perf_counter() - start))
+            runs.append((first, time.perf_counter() - start))
             if round_ == 0:
                 flow_peak_mib = peak_memory_mib()
-                first_of_all = first
                 cpu_spent = cpu_by_kind(cpu_before, cpu_seconds())
                 start = time.perf_counter()
                 second = ingest_flow(config)
@@ -348,7 +347,8 @@ def main() -> None:
     server.terminate()
 
     ratios = []
-    for round_, (stored, seconds) in enumerate(runs):
+    for round_, (result, seconds) in enumerate(runs):
+        stored = result.summary.articles_new
         bare_rate = (bare_rates[round_] + bare_rates[round_ + 1]) / 2
         ratios.append(stored / seconds / bare_rate)
         print(
@@ -359,8 +359,8 @@ def main() -> None:
         )
     median_ratio = statistics.median(ratios)
     bare_rate = statistics.mean(bare_rates)
-    first_seconds = runs[0][1]
-    stored = runs[0][0]
+    first_of_all, first_seconds = runs[0]
+    stored = first_of_all.summary.articles_new
     print(
         f"ratio pipeline / bare single process: median {median_ratio:.2f}x over {len(runs)} "
         f"runs (goal >= 1.5x); the extractor pool alone, same pages: {pool_rate:.1f} pages/s = "

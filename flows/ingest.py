@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,13 +131,12 @@ def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher, workers: Extractor
     sent = [conditional_headers(state, full_fetch_every) for state in states]
     results: dict[int, FetchResult] = {}
 
-    def arrived() -> Iterator[tuple[str, bytes, dict[str, str], str]]:
+    def arrived() -> Iterator[tuple[str, bytes, Mapping[str, str], str]]:
         requests = [(state.feed_url, headers) for state, headers in zip(states, sent, strict=True)]
         for index, result in fetcher.iter_many(requests):
             results[index] = result
             if result.ok:
-                url = result.final_url or result.url
-                yield str(index), result.content, dict(result.headers), url
+                yield str(index), result.content, result.headers, result.final_url or result.url
 
     feeds = workers.parse_feeds(arrived())
     return [read_poll(state, sent[index], results[index], feeds.get(str(index)))

@@ -202,20 +202,19 @@ def evaluate_command(
             entry["metrics"] = classification_metrics(*cv)
         if curve:
             train_part, test_part = (labels, test_labels) if test_labels else _split(labels)
-            entry["learning_curve"] = []
-            entry["learning_curve_not_run"] = _why_no_curve(task, train_part, test_part, test)
-            if entry["learning_curve_not_run"] is None:
-                entry["learning_curve"] = learning_curve(
-                    task,
-                    train_part,
-                    test_part,
-                    pool,
-                    {
-                        "labelled_only": _curve_trainer(task, rounds=0),
-                        "with_unlabelled": _curve_trainer(task, rounds=5),
-                    },
-                    repeats=repeats,
-                )
+            not_run = _why_no_curve(task, train_part, test_part, test)
+            entry["learning_curve_not_run"] = not_run
+            entry["learning_curve"] = [] if not_run else learning_curve(
+                task,
+                train_part,
+                test_part,
+                pool,
+                {
+                    "labelled_only": _curve_trainer(task, rounds=0),
+                    "with_unlabelled": _curve_trainer(task, rounds=5),
+                },
+                repeats=repeats,
+            )
         report["tasks"][task] = entry
     if as_json:
         typer.echo(json.dumps(report, indent=2))
