@@ -309,9 +309,9 @@ def main() -> None:
         )
         return str(config)
 
-    from newsmon.cli.ingest import start_extraction_early
+    from newsmon.cli.ingest import prepare_ingest
 
-    start_extraction_early()  # as `newsmon ingest` does, before Prefect loads
+    prepare_ingest()  # as `newsmon ingest` does, before Prefect loads
     from prefect import flow
 
     from newsmon.flows import run_settings

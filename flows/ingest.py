@@ -268,6 +268,10 @@ def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, workers: Ex
             if len(in_flight) >= BATCHES_IN_FLIGHT:
                 store_oldest()
         while in_flight:
+            if len(in_flight) == 1:
+                in_flight[0][1].wait()
+                # The run's last extraction is done: the workers wind down while it is stored.
+                workers.stop()
             store_oldest()
 
 

@@ -41,12 +41,27 @@ _HTML_LANG = re.compile(rb"<html\b[^>]*?[\s:]lang\s*=\s*[\"']?\s*([a-z]{2,3})(?!
 # How often a waiting batch checks that its pool is still alive: pebble never finishes the
 # tasks of a pool that was stopped or broke, and a batch must not wait for them forever.
 _POOL_CHECK_SECONDS = 1.0
-# Page used by ``warm_up``: long enough that trafilatura runs its whole pipeline once.
-_WARM_UP_PAGE = (
-    b"<html lang='en'><head><title>Warm-up</title></head><body><article>"
-    + b"<p>Workers extract this page once so that the first real batch starts warm.</p>" * 5
-    + b"</article></body></html>"
+# A page shaped like an outlet's article: metadata, navigation and several paragraphs, so that
+# extracting it takes trafilatura down its whole pipeline once (see newsmon.worker_preload).
+_PARAGRAPH = (
+    b"<p>Talks between the two delegations resumed on day %d after a pause of several weeks, "
+    b"officials said, and both sides described the first session as useful and frank.</p>"
 )
+SAMPLE_PAGE = (
+    b"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Sample story - Outlet"
+    b"</title><meta name='author' content='A. Reporter'><meta name='description' content='A "
+    b"sample story.'><meta property='og:site_name' content='Outlet'><meta property="
+    b"'article:published_time' content='2026-01-02T09:00:00Z'></head><body><nav><ul><li><a "
+    b"href='/world'>World</a></li><li><a href='/politics'>Politics</a></li></ul></nav><main>"
+    b"<article><h1>Sample story</h1><p class='byline'>By A. Reporter</p>"
+    + b"".join(_PARAGRAPH % day for day in range(1, 9))
+    + b"</article></main><aside><h3><a href='/story/2'>Related story</a></h3></aside><footer>"
+    b"Copyright Outlet</footer></body></html>"
+)
+# Its address is never requested. trafilatura finds most sites' domain with a pattern, but hosts
+# with short labels (bbc.co.uk, npr.org) or with an IP and a port it looks up in the
+# public-suffix list, which it reads on the first such page; this one has it read.
+SAMPLE_PAGE_URL = "https://www.bbc.co.uk/news/sample-story"
 
 
 @dataclass(frozen=True)
@@ -161,13 +176,13 @@ def _mp_context() -> BaseContext:
 
     The flow runs Prefect's threads, and forking a threaded process can copy a lock held by
     another thread into the child, which then deadlocks. A forkserver is a fresh single-threaded
-    process that forks the workers; preloading trafilatura there makes each worker, including
-    every recycled one, start with it imported. Spawn is the fallback where there is no
+    process that forks the workers; what it preloads (``newsmon.worker_preload``) every worker,
+    including every recycled one, starts with. Spawn is the fallback where there is no
     forkserver (Windows).
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["trafilatura", __name__])
+        context.set_forkserver_preload(["newsmon.worker_preload"])
         return context
     return multiprocessing.get_context("spawn")
 
@@ -227,14 +242,21 @@ class ExtractorPool:
     ) -> None:
         self.close()
 
+    def stop(self) -> None:
+        """Take no more work and have the workers stopped; ``close`` then waits for them to exit.
+
+        pebble notices a stop only on its next tick, up to 0.1 s later: a caller that knows its
+        last item is done stops the pool then, and does its remaining work meanwhile.
+        """
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._pool.stop()
+
     def close(self) -> None:
         """Stop the workers at once; nothing is pending, since extract_many waits for every page."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._pool.stop()
-            self._pool.join()
+        self.stop()
+        self._pool.join()
 
     def _ensure_pool(self) -> None:
         """Replace a broken pool (pebble gives up when a worker dies while idle) with a new one."""
@@ -360,5 +382,5 @@ class ExtractorPool:
     def warm_up(self) -> None:
         """Start the workers and have them extract a small page, so the first batch runs warm."""
         self.extract_many(
-            [(str(n), _WARM_UP_PAGE, "https://example.invalid/") for n in range(self.workers)]
+            [(str(n), SAMPLE_PAGE, SAMPLE_PAGE_URL) for n in range(self.workers)]
         )

@@ -288,10 +288,28 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
 
 @functools.cache
+def _build_ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+_ssl_context_lock = threading.Lock()
+
+
 def _ssl_context() -> ssl.SSLContext:
     """The default TLS context. Loading the CA bundle takes about 50 ms, and every run makes two
-    Fetchers (feeds, pages), so it is made once per process; a context is safe to share."""
-    return httpx.create_ssl_context()
+    Fetchers (feeds, pages), so it is made once per process; a context is safe to share. The
+    lock makes a Fetcher wait for one that ``prepare_ssl_context`` is still building."""
+    with _ssl_context_lock:
+        return _build_ssl_context()
+
+
+def prepare_ssl_context() -> None:
+    """Build the TLS context on a background thread, ready for the first Fetcher.
+
+    OpenSSL loads the CA bundle without holding the interpreter lock, so begun early (the CLI
+    does so before it imports Prefect) those 50 ms overlap with other work.
+    """
+    threading.Thread(target=_ssl_context, name="newsmon-tls-context", daemon=True).start()
 
 
 class _GuardedTransport(httpx.HTTPTransport):

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
+import tld.utils
 from pebble import ProcessExpired, ProcessFuture
 
 from newsmon.extract import ExtractedPage, ExtractorPool, _cut, _html_lang, extract_page
@@ -300,6 +301,14 @@ def test_closed_pool_refuses_work() -> None:
         pass
     with pytest.raises(RuntimeError, match="closed"):
         extractor.extract_many(items(1))
+
+
+def test_workers_start_with_the_public_suffix_list_read() -> None:
+    # Read by the forkserver's preload (newsmon.worker_preload), not by the worker's first page:
+    # this pool has run nothing before the probe.
+    with ExtractorPool(1, pages_per_worker=5, timeout_seconds=10, max_input_bytes=MiB) as fresh:
+        [(_, probe)] = fresh._run_many(tld.utils.get_tld_names_container, [("probe", ())])
+        assert probe.result(), "the worker would read the public-suffix list on its first page"
 
 
 def rss(items: int, title: str = "Harbour news") -> bytes:

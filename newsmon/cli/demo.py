@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from newsmon.cli._app import app, console, get_config
-from newsmon.cli.ingest import print_ingest, showing_progress, start_extraction_early
+from newsmon.cli.ingest import prepare_ingest, print_ingest, showing_progress
 from newsmon.config import Config
 from newsmon.demo import demo_site, feed_paths
 from newsmon.localsite import serving
@@ -54,7 +54,7 @@ def demo(
     """Run the whole cycle offline: serve a demo outlet on 127.0.0.1, ingest it into a separate
     demo warehouse, classify, and render the digest to disk."""
     project = get_config(ctx)
-    start_extraction_early()
+    prepare_ingest()
     from newsmon.flows import run_settings
     from newsmon.flows.digest import digest_flow
     from newsmon.flows.ingest import ingest_flow

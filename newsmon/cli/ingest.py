@@ -73,15 +73,18 @@ def require_feeds(config: Config) -> None:
         raise fail(f"{config.source}: no [[feeds]] configured; add at least one feed URL")
 
 
-def start_extraction_early() -> None:
-    """Start the process server that forks the extraction workers, before Prefect loads.
+def prepare_ingest() -> None:
+    """Start, before Prefect loads, what the run's first feeds and pages will wait for.
 
-    It spends about half a second importing trafilatura; begun here, that overlaps with
+    The process server that forks the extraction workers spends about half a second importing
+    trafilatura, and the TLS context takes 50 ms to load; begun here, both overlap with
     Prefect's import and its ephemeral API's start instead of holding up the first page.
     """
     from newsmon.extract import start_process_server  # numpy comes with it: not for --help
+    from newsmon.http import prepare_ssl_context
 
     start_process_server()
+    prepare_ssl_context()
 
 
 def exit_code(result) -> int:
@@ -96,7 +99,7 @@ def ingest(ctx: typer.Context) -> None:
     be read."""
     config = get_config(ctx)
     require_feeds(config)
-    start_extraction_early()
+    prepare_ingest()
     from newsmon.flows import run_settings  # Prefect is slow to import; only when needed
     from newsmon.flows.ingest import ingest_flow
 
@@ -111,7 +114,7 @@ def run(ctx: typer.Context) -> None:
     """The main job: ingest, classify, and the weekly digest when one is due."""
     config = get_config(ctx)
     require_feeds(config)
-    start_extraction_early()
+    prepare_ingest()
     from newsmon.flows import run_settings
     from newsmon.flows.cycle import cycle_flow
 

@@ -1,0 +1,24 @@
+"""Imported by the forkserver that forks the extraction workers (``newsmon.extract``), never by
+the flow's process: importing it imports trafilatura and feedparser, then extracts one sample
+page and parses one sample feed.
+
+Both libraries build state on first use: trafilatura reads the public-suffix list the first time
+it must look a domain up there (60 to 90 ms here) and compiles patterns on its first page,
+feedparser on its first feed. Done here once, that state is in the forkserver's memory, which
+every worker, recycled ones too, inherits when it is forked; otherwise each new worker pays for
+it on its first page, and at the start of a run both workers pay at once.
+"""
+
+from newsmon.extract import SAMPLE_PAGE, SAMPLE_PAGE_URL, extract_page
+from newsmon.feeds import parse_feed
+
+_SAMPLE_FEED = (
+    b"<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>Outlet</title>"
+    b"<link>https://www.example.com/</link><item><title>Sample story</title>"
+    b"<link>https://www.example.com/world/sample-story</link><guid>sample-story</guid>"
+    b"<pubDate>Fri, 02 Jan 2026 09:00:00 GMT</pubDate><description>&lt;p&gt;A sample "
+    b"story.&lt;/p&gt;</description></item></channel></rss>"
+)
+
+extract_page(SAMPLE_PAGE, SAMPLE_PAGE_URL, len(SAMPLE_PAGE))
+parse_feed(_SAMPLE_FEED, {"content-type": "application/rss+xml"}, "https://www.example.com/rss")
