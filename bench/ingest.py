@@ -9,7 +9,7 @@ ratio; then the median ratio, the rate of the extractor pool alone on pages alre
 workers, Prefect server, site) spent in the first run. Then a second run over the unchanged
 feeds, timed against the first.
 
-    .venv/bin/python bench/ingest.py [--feeds 20] [--articles 25] [--rounds 3] [--corpus F.jsonl]
+    .venv/bin/python bench/ingest.py [--feeds 20] [--articles 25] [--rounds 5] [--corpus F.jsonl]
 
 Article bodies come from a labelled corpus in ../shared/datasets (real news text); the page
 around each body is generated boilerplate (navigation, related links, scripts, footer) sized
@@ -128,9 +128,10 @@ def serve(documents: dict, port_out) -> None:
 
 
 def bare_extraction(pages: dict[str, bytes], base: str, seconds_out) -> None:
-    """Child process: ``extract_page`` on every page in turn, timed after trafilatura's import
-    (which the pipeline's workers also do before their first page)."""
-    import trafilatura  # noqa: F401
+    """Child process: ``extract_page`` on every page in turn, timed after the preparation the
+    pipeline's workers inherit from their forkserver (trafilatura imported, one sample page
+    extracted)."""
+    import newsmon.worker_preload  # noqa: F401
 
     from newsmon.extract import extract_page
 
@@ -279,7 +280,7 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=20)
     parser.add_argument("--articles", type=int, default=25, help="articles per feed")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--rounds", type=int, default=3, help="timed first runs, each cold")
+    parser.add_argument("--rounds", type=int, default=5, help="timed first runs, each cold")
     args = parser.parse_args()
 
     documents = build_site(args.corpus, args.feeds, args.articles)
