@@ -132,7 +132,6 @@ def bare_extraction(pages: dict[str, bytes], base: str, seconds_out) -> None:
     pipeline's workers inherit from their forkserver (trafilatura imported, one sample page
     extracted)."""
     import newsmon.worker_preload  # noqa: F401
-
     from newsmon.extract import extract_page
 
     start = time.perf_counter()
