@@ -303,6 +303,17 @@ def test_closed_pool_refuses_work() -> None:
         extractor.extract_many(items(1))
 
 
+def test_a_stopped_pool_refuses_work_and_still_closes() -> None:
+    extractor = ExtractorPool(workers=1, pages_per_worker=5, timeout_seconds=10, max_input_bytes=MiB)
+    [done] = extractor.extract_many(items(1))
+    extractor.stop()
+    with pytest.raises(RuntimeError, match="closed"):
+        extractor.extract_many(items(1))
+    extractor.close()
+    assert done.page is not None
+    assert not extractor._pool.active
+
+
 def test_workers_start_with_the_public_suffix_list_read() -> None:
     # Read by the forkserver's preload (newsmon.worker_preload), not by the worker's first page:
     # this pool has run nothing before the probe.
