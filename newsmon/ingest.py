@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -148,7 +149,8 @@ class PageJob:
     def attempts(self) -> int:
         return max(e.attempts for e in self.entries)
 
-    def first(self, attribute: str):
+    def first(self, attribute: str) -> Any:
+        """The first entry's value of ``attribute`` that is set: feeds differ in what they give."""
         return next((getattr(e, attribute) for e in self.entries if getattr(e, attribute)), None)
 
 

@@ -4,7 +4,7 @@ stored."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -200,7 +200,9 @@ REQUEST_SCHEMA = pa.schema([
 
 
 @contextmanager
-def staged(con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[dict], schema: pa.Schema):
+def staged(
+    con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[dict], schema: pa.Schema
+) -> Iterator[None]:
     """Rows visible to SQL as the view ``name`` for the duration of the block."""
     con.register(name, pa.Table.from_pylist(list(rows), schema=schema))
     yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,6 +14,9 @@ from newsmon import progress
 from newsmon.cli._app import app, console, fail, get_config
 from newsmon.config import Config
 from newsmon.warehouse import WarehouseBusy
+
+if TYPE_CHECKING:  # Prefect is imported only when a command runs a flow
+    from newsmon.flows.ingest import IngestResult
 
 OFFLINE_HINT = (
     "No feed answered at all: the network looks unreachable from here. "
@@ -46,7 +50,7 @@ def showing_progress() -> Iterator[None]:
         raise fail(str(exc)) from None
 
 
-def print_ingest(result) -> None:
+def print_ingest(result: IngestResult) -> None:
     """The run summary, then one line per failed feed."""
     s = result.summary
     console.print(f"[bold]ingest[/] run {result.run_id}", highlight=False)
@@ -87,7 +91,7 @@ def prepare_ingest() -> None:
     prepare_ssl_context()
 
 
-def exit_code(result) -> int:
+def exit_code(result: IngestResult) -> int:
     """Non-zero only when feeds were polled and not one could be read."""
     polled = result.summary.feeds_read + result.summary.feeds_failed
     return 1 if polled and not result.summary.feeds_read else 0

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -61,7 +62,7 @@ def _finish(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _style(axes) -> None:
+def _style(axes: Axes) -> None:
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
     axes.tick_params(labelsize=8, length=0)
