@@ -380,7 +380,11 @@ class ExtractorPool:
         return parsed
 
     def warm_up(self) -> None:
-        """Start the workers and have them extract a small page, so the first batch runs warm."""
+        """Fork the workers now rather than on the first item, and have them extract the sample.
+
+        What the first pages would otherwise pay for, the workers already inherit from the
+        forkserver (``newsmon.worker_preload``); this is for callers that time the pool.
+        """
         self.extract_many(
             [(str(n), SAMPLE_PAGE, SAMPLE_PAGE_URL) for n in range(self.workers)]
         )
