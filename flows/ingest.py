@@ -3,19 +3,23 @@
 Tasks work on batches (a chunk of feeds, a batch of pages), never on single articles: Prefect's
 per-task bookkeeping would otherwise cost more than the work. Batches are passed to tasks
 ``quote``d, as Prefect would otherwise walk every item of every argument looking for futures,
-which cost more CPU than storing the batch. Downloads and extraction of the next batches overlap
-with storing the current one. All writes happen in the flow's own thread, on the one warehouse
-connection, one transaction per chunk of feed polls or per page batch.
+which cost more CPU than storing the batch. A feed's pages start as soon as its poll is stored,
+and downloads and extraction of the next batches overlap with storing the current one. All
+writes happen in the flow's own thread, on the one warehouse connection, one transaction per
+group of polls that arrived together or per page batch.
 """
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import itertools
+import queue
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from prefect import flow, get_run_logger, task
@@ -28,14 +32,16 @@ from prefect.utilities.annotations import quote
 from newsmon import progress
 from newsmon.config import Config, load_config
 from newsmon.extract import ExtractionOutcome, ExtractorPool, start_process_server
+from newsmon.feeds import ParsedFeed
 from newsmon.flows.classify import classify_flow
-from newsmon.http import Fetcher, FetchLimits, FetchResult
+from newsmon.http import Fetcher, FetchLimits, FetchResult, RequestSlots
 from newsmon.ingest import (
     BatchOutcome,
     FeedPoll,
     FeedState,
     KnownArticles,
     PageJob,
+    PendingEntry,
     conditional_headers,
     page_jobs,
     read_poll,
@@ -125,9 +131,13 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher, workers: ExtractorPool,
-               full_fetch_every: int) -> list[FeedPoll]:
-    """Conditional GETs for a chunk of feeds, fetched concurrently, and their parsed entries;
-    each feed goes to the worker processes to be parsed as soon as it has arrived."""
+               full_fetch_every: int, on_poll: Callable[[FeedPoll], None]) -> list[FeedPoll]:
+    """Conditional GETs for a chunk of feeds, fetched concurrently, and their parsed entries.
+
+    Each feed goes to the worker processes to be parsed as soon as it has arrived, and each
+    poll to ``on_poll`` (from whichever thread read it) as soon as it is read, so that its pages
+    can start while the rest of the chunk is still out. The list returned holds every poll.
+    """
     sent = [conditional_headers(state, full_fetch_every) for state in states]
     results: dict[int, FetchResult] = {}
 
@@ -137,19 +147,26 @@ def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher, workers: Extractor
             results[index] = result
             if result.ok:
                 yield str(index), result.content, result.headers, result.final_url or result.url
+            else:
+                on_poll(read_poll(states[index], sent[index], result, None))
 
-    feeds = workers.parse_feeds(arrived())
+    def parsed(key: str, feed: ParsedFeed) -> None:
+        index = int(key)
+        on_poll(read_poll(states[index], sent[index], results[index], feed))
+
+    feeds = workers.parse_feeds(arrived(), on_parsed=parsed)
     return [read_poll(state, sent[index], results[index], feeds.get(str(index)))
             for index, state in enumerate(states)]
 
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def download_and_extract(
-    jobs: Sequence[PageJob], fetcher: Fetcher, workers: ExtractorPool, arrived: threading.Event
+    jobs: Sequence[PageJob], fetcher: Fetcher, workers: ExtractorPool,
+    on_downloaded: Callable[[], None],
 ) -> tuple[list[FetchResult], dict[str, ExtractionOutcome]]:
     """Download a batch of pages (HTML only) and extract them in the worker processes; each
     page goes to the workers as soon as it has arrived, while the others still download.
-    ``arrived`` is set when every download of the batch has finished."""
+    ``on_downloaded`` is called when every download of the batch has finished."""
     results: dict[int, FetchResult] = {}
 
     def downloaded() -> Iterator[tuple[str, bytes, str]]:
@@ -158,7 +175,7 @@ def download_and_extract(
             if result.ok and result.content is not None:
                 job = jobs[index]
                 yield job.normalized_url, result.content, result.final_url or job.url
-        arrived.set()
+        on_downloaded()
 
     outcomes = workers.extract_many(downloaded())
     return [results[index] for index in range(len(jobs))], {o.key: o for o in outcomes}
@@ -191,88 +208,189 @@ def store_pages(
     return outcome
 
 
-def _poll_all(con: duckdb.DuckDBPyConnection, config: Config, workers: ExtractorPool,
-              run_id: str, result: IngestResult) -> None:
-    logger = get_run_logger()
-    summary = result.summary
-    now = _now()
-    store.register_feeds(con, config.feeds, now)
-    due, waiting = store.feed_states(con, [f.url for f in config.feeds], now)
-    summary.feeds_skipped = len(waiting)
-    progress.start("feeds", len(due))
-    limits = FetchLimits.from_settings(config.fetch, config.fetch.max_feed_bytes)
-    with Fetcher(limits) as fetcher:
-        futures = [poll_feeds.submit(quote(chunk), fetcher, workers, config.fetch.full_fetch_every)
-                   for chunk in _chunks(due, FEEDS_PER_TASK)]
-        states = {state.feed_url: state for state in due}
-        for future in futures:
-            polls = future.result()
-            counts = store.record_polls(con, polls, states, run_id, _now(),
-                                        config.fetch.max_backoff_hours)
-            summary.articles_duplicate += counts.linked_entries
-            for poll in polls:
-                if poll.outcome == "failed":
-                    summary.feeds_failed += 1
-                    result.feeds_unreachable += poll.unreachable
-                    result.feed_errors[poll.feed_url] = poll.error or "failed"
-                    logger.warning("feed %s failed: %s", poll.feed_url, poll.error)
-                elif poll.outcome == "unchanged":
-                    summary.feeds_unchanged += 1
-                else:
-                    summary.feeds_ok += 1
-                    if poll.error:
-                        logger.warning("feed %s: %s", poll.feed_url, poll.error)
-                progress.advance("feeds")
+@dataclass
+class _PageBatch:
+    """A batch of pages sent to be downloaded and extracted, until it is stored."""
+
+    jobs: list[PageJob]
+    future: PrefectFuture
 
 
-def _store_all_pages(con: duckdb.DuckDBPyConnection, config: Config, workers: ExtractorPool,
-                     run_id: str, result: IngestResult) -> None:
-    summary = result.summary
-    jobs = page_jobs(store.pending_entries(con, _now()))
-    progress.start("articles", len(jobs))
-    if not jobs:
-        return
-    known = store.load_known(con)
-    limits = FetchLimits.from_settings(config.fetch, config.fetch.max_page_bytes)
-    with Fetcher(limits) as fetcher:
-        in_flight: deque[tuple[Sequence[PageJob], PrefectFuture]] = deque()
+class _IngestRun:
+    """The flow's side of one run: it records each feed's poll as soon as it is read, sends
+    the pages of new entries out in batches, and stores each batch once it is extracted.
 
-        def store_oldest() -> None:
-            batch, future = in_flight.popleft()
-            results, extracted = future.result()
-            outcome = store_pages(con, batch, results, extracted, known, config, run_id)
-            summary.articles_new += len(outcome.new_articles)
-            summary.articles_updated += len(outcome.updated_articles)
-            summary.articles_duplicate += outcome.duplicates
-            summary.articles_failed += outcome.failed
-            summary.articles_parked += outcome.parked
-            result.page_errors.extend(outcome.errors)
-            progress.advance("articles", len(batch))
-            get_run_logger().info(
-                "stored a batch of %d pages: %d new, %d updated, %d duplicate, %d failed, "
-                "%d parked", len(batch), len(outcome.new_articles),
-                len(outcome.updated_articles), outcome.duplicates, outcome.failed, outcome.parked,
-            )
+    Everything that writes runs here, in the flow's thread, on the run's one connection. The
+    tasks report through ``events`` (from their own threads); this waits for the next event,
+    takes in whatever else has arrived with it, and acts:
+    - polls that have arrived are recorded in one transaction, and their pending entries
+      queued as page jobs, so a slow feed holds up only its own pages;
+    - a batch goes out when the previous one has downloaded (each uses every connection
+      slot), at most ``BATCHES_IN_FLIGHT`` at once, as soon as it is full, or at once when
+      the workers have nothing else, or when there is nothing more to wait for;
+    - extracted batches are stored in the order they went out.
+    A story in several feeds is downloaded once: an entry whose page is already out joins
+    that page's job, and its batch links it when stored.
+    """
 
-        for batch in _chunks(jobs, config.ingest.batch_size):
-            arrived = threading.Event()
-            future = download_and_extract.submit(quote(batch), fetcher, workers, arrived)
-            future.wrapped_future.add_done_callback(lambda _, arrived=arrived: arrived.set())
-            in_flight.append((batch, future))
-            # Batches download one after another, each with every connection slot, so that the
-            # next batch is queued for the workers before they finish this one. Meanwhile the
-            # batches already extracted are stored.
-            arrived.wait()
-            while in_flight and in_flight[0][1].wrapped_future.done():
-                store_oldest()
-            if len(in_flight) >= BATCHES_IN_FLIGHT:
-                store_oldest()
-        while in_flight:
-            if len(in_flight) == 1:
-                in_flight[0][1].wait()
-                # The run's last extraction is done: the workers wind down while it is stored.
-                workers.stop()
-            store_oldest()
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, workers: ExtractorPool,
+                 run_id: str, result: IngestResult) -> None:
+        self.con, self.config, self.workers, self.run_id = con, config, workers, run_id
+        self.result = result
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.states: dict[str, FeedState] = {}
+        self.recorded: set[str] = set()  # feeds whose poll is stored (a retried task repeats)
+        self.poll_tasks_left = 0
+        self.taken: set[tuple[str, str]] = set()  # (feed, entry key) of every entry queued
+        self.queued: dict[str, list[PendingEntry]] = {}  # by normalised URL, not yet sent
+        self.sent: deque[_PageBatch] = deque()  # out for download and extraction, in order
+        self.out_for: dict[str, tuple[_PageBatch, int]] = {}  # normalised URL -> its batch
+        self.batches_sent = 0
+        self.downloading: int | None = None  # the number of the batch still downloading
+        self.known: KnownArticles | None = None
+        self.page_fetcher: Fetcher | None = None
+
+    def run(self) -> None:
+        con, config = self.con, self.config
+        now = _now()
+        store.register_feeds(con, config.feeds, now)
+        due, waiting = store.feed_states(con, [f.url for f in config.feeds], now)
+        self.result.summary.feeds_skipped = len(waiting)
+        self.states = {state.feed_url: state for state in due}
+        progress.start("feeds", len(due))
+        progress.start("articles", 0)
+        self.known = store.load_known(con)
+        # Entries left pending by earlier runs (failed for now, or never reached) go first.
+        self._queue(store.pending_entries(con, now))
+        slots = RequestSlots(config.fetch.concurrency, config.fetch.per_host_concurrency)
+        feed_limits = FetchLimits.from_settings(config.fetch, config.fetch.max_feed_bytes)
+        page_limits = FetchLimits.from_settings(config.fetch, config.fetch.max_page_bytes)
+        with (
+            Fetcher(feed_limits, slots=slots) as feed_fetcher,
+            Fetcher(page_limits, slots=slots) as page_fetcher,
+        ):
+            self.page_fetcher = page_fetcher
+            for chunk in _chunks(due, FEEDS_PER_TASK):
+                future = poll_feeds.submit(quote(chunk), feed_fetcher, self.workers,
+                                           config.fetch.full_fetch_every, self._on_poll)
+                future.wrapped_future.add_done_callback(
+                    lambda _, future=future: self.events.put(("polled", future)))
+                self.poll_tasks_left += 1
+            while True:
+                self._send_if_due()
+                if not (self.poll_tasks_left or self.queued or self.sent):
+                    break
+                self._handle([self.events.get(), *self._arrived_events()])
+
+    def _on_poll(self, poll: FeedPoll) -> None:
+        self.events.put(("poll", poll))
+
+    def _arrived_events(self) -> list[tuple[str, Any]]:
+        arrived = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                arrived.append(self.events.get_nowait())
+        return arrived
+
+    def _handle(self, events: list[tuple[str, Any]]) -> None:
+        polls: dict[str, FeedPoll] = {}
+        for kind, payload in events:
+            if kind == "poll":
+                polls.setdefault(payload.feed_url, payload)
+            elif kind == "polled":
+                # The task's own list is the record: a poll handed over early comes first.
+                for poll in payload.result():  # raises when the task failed for good
+                    polls.setdefault(poll.feed_url, poll)
+                self.poll_tasks_left -= 1
+            elif kind == "downloaded" and payload == self.downloading:
+                self.downloading = None
+        self._record([poll for url, poll in polls.items() if url not in self.recorded])
+        while self.sent and self.sent[0].future.wrapped_future.done():
+            self._store_oldest()
+
+    def _record(self, polls: Sequence[FeedPoll]) -> None:
+        if not polls:
+            return
+        summary, logger = self.result.summary, get_run_logger()
+        counts = store.record_polls(self.con, polls, self.states, self.run_id, _now(),
+                                    self.config.fetch.max_backoff_hours)
+        summary.articles_duplicate += counts.linked_entries
+        for poll in polls:
+            self.recorded.add(poll.feed_url)
+            if poll.outcome == "failed":
+                summary.feeds_failed += 1
+                self.result.feeds_unreachable += poll.unreachable
+                self.result.feed_errors[poll.feed_url] = poll.error or "failed"
+                logger.warning("feed %s failed: %s", poll.feed_url, poll.error)
+            elif poll.outcome == "unchanged":
+                summary.feeds_unchanged += 1
+            else:
+                summary.feeds_ok += 1
+                if poll.error:
+                    logger.warning("feed %s: %s", poll.feed_url, poll.error)
+            progress.advance("feeds")
+        read = [poll.feed_url for poll in polls if poll.entries]
+        if read:
+            self._queue(store.pending_entries(self.con, _now(), read))
+
+    def _queue(self, entries: Sequence[PendingEntry]) -> None:
+        fresh = [e for e in entries if (e.feed_url, e.entry_key) not in self.taken]
+        for entry in fresh:
+            self.taken.add((entry.feed_url, entry.entry_key))
+            out = self.out_for.get(entry.normalized_url)
+            if out is None:
+                self.queued.setdefault(entry.normalized_url, []).append(entry)
+            else:
+                batch, index = out
+                job = batch.jobs[index]
+                batch.jobs[index] = replace(job, entries=(*job.entries, entry))
+        progress.extend("articles", len(fresh))
+
+    def _send_if_due(self) -> None:
+        if self.downloading is not None or len(self.sent) >= BATCHES_IN_FLIGHT or not self.queued:
+            return
+        size = self.config.ingest.batch_size
+        more_to_come = self.poll_tasks_left > 0
+        if len(self.queued) < size and more_to_come and self.sent:
+            return  # the workers have pages: wait for a fuller batch
+        urls = list(itertools.islice(self.queued, size))
+        jobs = page_jobs([entry for url in urls for entry in self.queued.pop(url)])
+        self.batches_sent += 1
+        number = self.batches_sent
+        # The task gets its own list: entries that join a job later change only this one.
+        future = download_and_extract.submit(quote(list(jobs)), self.page_fetcher, self.workers,
+                                             lambda: self.events.put(("downloaded", number)))
+        # Extracted, or failed before its downloads ended: either way the loop must wake.
+        future.wrapped_future.add_done_callback(
+            lambda _: self.events.put(("downloaded", number)))
+        batch = _PageBatch(jobs, future)
+        self.sent.append(batch)
+        self.out_for.update({job.normalized_url: (batch, i) for i, job in enumerate(jobs)})
+        self.downloading = number
+
+    def _store_oldest(self) -> None:
+        batch = self.sent.popleft()
+        if not (self.sent or self.queued or self.poll_tasks_left):
+            # The run's last extraction is done: the workers wind down while it is stored.
+            self.workers.stop()
+        results, extracted = batch.future.result()
+        for job in batch.jobs:
+            del self.out_for[job.normalized_url]
+        outcome = store_pages(self.con, batch.jobs, results, extracted, self.known, self.config,
+                              self.run_id)
+        summary = self.result.summary
+        summary.articles_new += len(outcome.new_articles)
+        summary.articles_updated += len(outcome.updated_articles)
+        summary.articles_duplicate += outcome.duplicates
+        summary.articles_failed += outcome.failed
+        summary.articles_parked += outcome.parked
+        self.result.page_errors.extend(outcome.errors)
+        progress.advance("articles", len(batch.jobs))
+        get_run_logger().info(
+            "stored a batch of %d pages: %d new, %d updated, %d duplicate, %d failed, %d parked",
+            len(batch.jobs), len(outcome.new_articles), len(outcome.updated_articles),
+            outcome.duplicates, outcome.failed, outcome.parked,
+        )
 
 
 def run_ingest(config: Config, run_id: str) -> IngestResult:
@@ -287,8 +405,7 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
     ):
         start_run(con, run_id, "ingest")
         try:
-            _poll_all(con, config, workers, run_id, result)
-            _store_all_pages(con, config, workers, run_id, result)
+            _IngestRun(con, config, workers, run_id, result).run()
         except BaseException as exc:
             finish_run(con, run_id, "failed", result.summary.counts(),
                        [*result.feed_errors.values(), f"run failed: {exc!r}"])

@@ -321,18 +321,25 @@ class ExtractorPool:
         return f"{work} crashed: {type(exc).__name__}: {exc}", False
 
     def _run_many(
-        self, function: Callable, items: Iterable[tuple[str, tuple]]
+        self,
+        function: Callable,
+        items: Iterable[tuple[str, tuple]],
+        when_done: Callable[[str, ProcessFuture], None] | None = None,
     ) -> list[tuple[str, ProcessFuture]]:
         """Run ``function(*args)`` for each ``(key, args)`` in the workers; wait for all of them.
 
         Each item is queued the moment ``items`` yields it, so a generator fed by downloads keeps
-        the workers busy while the rest are still arriving.
+        the workers busy while the rest are still arriving. ``when_done(key, future)`` is called
+        as each one finishes.
         """
         scheduled: list[tuple[str, ProcessPool, ProcessFuture]] = []
         for key, args in items:
             with self._lock:
                 self._ensure_pool()
-                scheduled.append((key, self._pool, self._schedule(function, args)))
+                future = self._schedule(function, args)
+                scheduled.append((key, self._pool, future))
+            if when_done is not None:
+                future.add_done_callback(lambda future, key=key: when_done(key, future))
         # A pool replaced midway (it broke) is waited on for its own items only.
         for pool in {id(pool): pool for _, pool, _ in scheduled}.values():
             self._wait(pool, [future for _, owner, future in scheduled if owner is pool])
@@ -352,31 +359,54 @@ class ExtractorPool:
         return [self._outcome(key, future) for key, future in done]
 
     def parse_feeds(
-        self, items: Iterable[tuple[str, bytes, Mapping[str, str], str]]
+        self,
+        items: Iterable[tuple[str, bytes, Mapping[str, str], str]],
+        on_parsed: Callable[[str, ParsedFeed], None] | None = None,
     ) -> dict[str, ParsedFeed]:
         """``parse_feed`` for each ``(key, content, headers, url)`` item, by key.
 
-        A feed that times out or kills its worker comes back as a ParsedFeed with that error.
-        One the pool could not get to (it broke or was closed) is parsed here instead: the
-        feed is not at fault, and must not be counted as failing for it.
+        ``on_parsed(key, feed)`` is called once for each feed as soon as it is parsed (from one
+        of the pool's threads), so that a caller can go on with the first feeds while later ones
+        still download. A feed that times out or kills its worker comes back as a ParsedFeed with
+        that error. One the pool could not get to (it broke or was closed) is parsed here
+        instead: the feed is not at fault, and must not be counted as failing for it.
         """
         arguments: dict[str, tuple[bytes, dict[str, str], str]] = {}
+        parsed: dict[str, ParsedFeed] = {}
+        # A future's waiters hear of it before its callbacks run, so both this thread and the
+        # callback may settle a feed: the first one does.
+        settling = threading.Lock()
+
+        def settle(key: str, feed: ParsedFeed) -> None:
+            with settling:
+                if key in parsed:
+                    return
+                parsed[key] = feed
+                if on_parsed is not None:
+                    on_parsed(key, feed)
+
+        def parsed_in_pool(key: str, future: ProcessFuture) -> ParsedFeed | None:
+            """The feed, or the reason it failed; None when the pool failed rather than it."""
+            try:
+                return future.result()
+            except Exception as exc:
+                error, pool_failed = self._describe(exc, "feed parsing", "the feed was parsed")
+                return None if pool_failed else ParsedFeed(None, None, (), None, error)
+
+        def when_done(key: str, future: ProcessFuture) -> None:
+            feed = parsed_in_pool(key, future)
+            if feed is not None:
+                settle(key, feed)
 
         def queued() -> Iterable[tuple[str, tuple]]:
             for key, content, headers, url in items:
                 arguments[key] = (content, dict(headers), url)
                 yield key, arguments[key]
 
-        parsed: dict[str, ParsedFeed] = {}
-        for key, future in self._run_many(parse_feed, queued()):
-            try:
-                parsed[key] = future.result()
-            except Exception as exc:
-                error, pool_failed = self._describe(exc, "feed parsing", "the feed was parsed")
-                parsed[key] = (
-                    parse_feed(*arguments[key]) if pool_failed
-                    else ParsedFeed(None, None, (), None, error)
-                )
+        for key, future in self._run_many(parse_feed, queued(), when_done):
+            if key not in parsed:
+                feed = parsed_in_pool(key, future)
+                settle(key, feed if feed is not None else parse_feed(*arguments[key]))
         return parsed
 
     def warm_up(self) -> None:

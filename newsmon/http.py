@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -406,16 +407,47 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         seen = seen.__cause__
 
 
+class RequestSlots:
+    """How many requests may be open at once, in all and per host.
+
+    One is shared by the fetchers of a run (feeds and pages have different size caps, so each
+    has its own `Fetcher`), so that together they keep to a few requests per host.
+    """
+
+    def __init__(self, concurrency: int, per_host_concurrency: int) -> None:
+        self._overall = threading.BoundedSemaphore(concurrency)
+        self._per_host_concurrency = per_host_concurrency
+        self._hosts: dict[str, threading.BoundedSemaphore] = {}
+        self._hosts_lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, url: str) -> Iterator[None]:
+        """Wait for a slot for url's host, then for one overall, and hold both meanwhile."""
+        key = _host_key(url)
+        with self._hosts_lock:
+            host = self._hosts.get(key)
+            if host is None:
+                host = threading.BoundedSemaphore(self._per_host_concurrency)
+                self._hosts[key] = host
+        with host, self._overall:
+            yield
+
+
 class Fetcher:
     """Thread-safe downloader that owns one httpx.Client; use it as a context manager.
 
     Pass `transport` to put something other than the network under it (httpx.MockTransport);
     the address check before each request still applies, the connect-time check and the
-    socket-level deadline belong to the default transport.
+    socket-level deadline belong to the default transport. Fetchers given the same `slots`
+    stay within its limits together.
     """
 
     def __init__(
-        self, limits: FetchLimits, *, transport: httpx.BaseTransport | None = None
+        self,
+        limits: FetchLimits,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        slots: RequestSlots | None = None,
     ) -> None:
         self._limits = limits
         self._client = httpx.Client(
@@ -428,9 +460,7 @@ class Fetcher:
             trust_env=False,
         )
         # Shared by every get(), so concurrent get_many() calls are polite together too.
-        self._slots = threading.BoundedSemaphore(limits.concurrency)
-        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
-        self._host_slots_lock = threading.Lock()
+        self._slots = slots or RequestSlots(limits.concurrency, limits.per_host_concurrency)
 
     def __enter__(self) -> Fetcher:
         return self
@@ -451,7 +481,7 @@ class Fetcher:
         article links to PDFs or images never reach the extractor. Waiting for a free slot
         (per host and overall) does not count against the deadline.
         """
-        with self._host_slot(url), self._slots:
+        with self._slots.hold(url):
             return self._get(url, dict(headers or {}), html_only)
 
     def get_many(
@@ -487,7 +517,10 @@ class Fetcher:
             for index in round_
             if index is not None
         ]
-        workers = min(self._limits.concurrency, len(requests))
+        # More threads than the hosts' slots only wait on them, and contend for the GIL meanwhile.
+        usable = sum(min(len(indexes), self._limits.per_host_concurrency)
+                     for indexes in by_host.values())
+        workers = min(self._limits.concurrency, usable)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="newsmon-fetch") as pool:
             futures = {
                 pool.submit(
@@ -497,15 +530,6 @@ class Fetcher:
             }
             for future in as_completed(futures):
                 yield futures[future], future.result()
-
-    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
-        key = _host_key(url)
-        with self._host_slots_lock:
-            slot = self._host_slots.get(key)
-            if slot is None:
-                slot = threading.BoundedSemaphore(self._limits.per_host_concurrency)
-                self._host_slots[key] = slot
-            return slot
 
     def _get(self, url: str, headers: dict[str, str], html_only: bool) -> FetchResult:
         deadline = time.monotonic() + self._limits.deadline_seconds

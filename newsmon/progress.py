@@ -14,6 +14,7 @@ from typing import Protocol
 class ProgressListener(Protocol):
     def start(self, stage: str, total: int) -> None: ...
     def advance(self, stage: str, amount: int = 1) -> None: ...
+    def extend(self, stage: str, amount: int) -> None: ...
 
 
 _listeners: list[ProgressListener] = []
@@ -36,3 +37,9 @@ def start(stage: str, total: int) -> None:
 def advance(stage: str, amount: int = 1) -> None:
     for listener in _listeners:
         listener.advance(stage, amount)
+
+
+def extend(stage: str, amount: int) -> None:
+    """The stage has ``amount`` more to do than it was started with (found as it went)."""
+    for listener in _listeners:
+        listener.extend(stage, amount)

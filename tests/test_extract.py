@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ import tld.utils
 from pebble import ProcessExpired, ProcessFuture
 
 from newsmon.extract import ExtractedPage, ExtractorPool, _cut, _html_lang, extract_page
+from newsmon.feeds import ParsedFeed
 from newsmon.fingerprint import content_hash, simhash
 
 MiB = 1024 * 1024
@@ -353,6 +355,27 @@ def test_feeds_are_parsed_in_the_pool_by_key(pool: ExtractorPool) -> None:
     assert parsed["junk"].entries == ()
     assert parsed["junk"].error is not None
     assert parsed["junk"].error.startswith("not an RSS or Atom feed")
+
+
+def test_each_parsed_feed_is_handed_over_once_as_soon_as_it_is_parsed(pool: ExtractorPool) -> None:
+    handed: list[tuple[str, ParsedFeed]] = []
+    small_seen_before_big_parsed = threading.Event()
+
+    def feeds():
+        yield "small", rss(1, "Small"), FEED_HEADERS, "https://news.example.com/small.xml"
+        # The next feed arrives only after the first has been handed over.
+        assert small_seen_before_big_parsed.wait(timeout=30)
+        yield "big", rss(500, "Big"), FEED_HEADERS, "https://news.example.com/big.xml"
+
+    def on_parsed(key: str, feed: ParsedFeed) -> None:
+        handed.append((key, feed))
+        small_seen_before_big_parsed.set()
+
+    parsed = pool.parse_feeds(feeds(), on_parsed=on_parsed)
+
+    assert [key for key, _ in handed] == ["small", "big"]
+    assert dict(handed) == parsed
+    assert len(parsed["big"].entries) == 500
 
 
 def test_a_feed_past_the_timeout_fails_alone_with_the_reason(pool: ExtractorPool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from werkzeug import Request, Response
 
 from newsmon.flows.ingest import ingest_flow
-from tests.fakesite import Item, Site, article_page, article_text, atom, rss10, rss20
+from tests.fakesite import Handler, Item, Site, article_page, article_text, atom, rss10, rss20
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -191,6 +192,80 @@ def test_broken_feeds_and_pages_are_recorded_and_do_not_stop_the_run(site, write
     run = query(warehouse, "SELECT status, feeds_failed, articles_new, articles_parked "
                            "FROM ingest_runs")
     assert run == [("completed", 4, 5, 3)]
+
+
+def feed_after(event: threading.Event, body: bytes, answered: list[bool]) -> Handler:
+    """A feed handler that answers only once ``event`` is set (or after 20 s), noting which."""
+
+    def handler(request: Request) -> Response:
+        answered.append(event.wait(timeout=20))
+        return Response(body, content_type="application/rss+xml")
+
+    return handler
+
+
+def test_a_slow_feed_does_not_hold_up_the_pages_of_the_others(site, write_config, tmp_path):
+    story(site, "/news/2.html", 2, "Story 2")
+    page_requested = threading.Event()
+    fast_page = article_page("Story 1", article_text(1))
+
+    def page(request: Request) -> Response:
+        page_requested.set()
+        return Response(fast_page, content_type="text/html")
+
+    site.routes["/news/1.html"] = page
+    site.feed("/fast.xml", rss20("Fast", [Item("Story 1", site.url("/news/1.html"), "f1")]))
+    answered: list[bool] = []
+    site.routes["/slow.xml"] = feed_after(
+        page_requested, rss20("Slow", [Item("Story 2", site.url("/news/2.html"), "s2")]), answered)
+    config = write_config(config_text(site, ["/slow.xml", "/fast.xml"], timeout_seconds="30",
+                                      deadline_seconds="30"))
+
+    result = ingest_flow(str(config))
+
+    # The slow feed was answered only after the fast feed's page had been requested.
+    assert answered == [True]
+    assert (result.summary.feeds_ok, result.summary.articles_new) == (2, 2)
+    assert query(tmp_path / "wh" / "newsmon.duckdb",
+                 "SELECT title FROM articles ORDER BY title") == [("Story 1",), ("Story 2",)]
+
+
+def test_a_story_reaching_a_second_feed_while_its_page_downloads_is_fetched_once(
+    site, write_config, tmp_path
+):
+    page_requested, late_feed_answered = threading.Event(), threading.Event()
+    body = article_page("Story 1", article_text(1))
+
+    def page(request: Request) -> Response:
+        page_requested.set()
+        # Still downloading when the late feed's poll is stored.
+        late_feed_answered.wait(timeout=20)
+        time.sleep(0.5)
+        return Response(body, content_type="text/html")
+
+    def late_feed(request: Request) -> Response:
+        page_requested.wait(timeout=20)
+        late_feed_answered.set()
+        return Response(rss20("Late", [Item("Story 1 again",
+                                            site.url("/news/1.html?utm_source=late"), "l1")]),
+                        content_type="application/rss+xml")
+
+    site.routes["/news/1.html"] = page
+    site.routes["/late.xml"] = late_feed
+    site.feed("/early.xml", rss20("Early", [Item("Story 1", site.url("/news/1.html"), "e1")]))
+    config = write_config(config_text(site, ["/late.xml", "/early.xml"], timeout_seconds="30",
+                                      deadline_seconds="30"))
+    warehouse = tmp_path / "wh" / "newsmon.duckdb"
+
+    result = ingest_flow(str(config))
+
+    assert late_feed_answered.is_set()
+    assert len(site.requests("/news/1.html")) == 1
+    assert (result.summary.articles_new, result.summary.articles_duplicate) == (1, 1)
+    assert query(warehouse, "SELECT count(*) FROM articles") == [(1,)]
+    linked = query(warehouse, "SELECT entry_key, status, article_id FROM entries ORDER BY 1")
+    assert [(key, status) for key, status, _ in linked] == [("e1", "stored"), ("l1", "duplicate")]
+    assert linked[0][2] is not None and linked[0][2] == linked[1][2]
 
 
 def test_run_settings_turn_heartbeats_off_only_on_the_ephemeral_api(monkeypatch) -> None:

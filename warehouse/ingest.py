@@ -109,13 +109,17 @@ WHERE NOT EXISTS (
 RETURNING status
 """
 
-PENDING_ENTRIES = """
+_DUE_PENDING_ENTRIES = """
 SELECT feed_url, entry_key, url, normalized_url, title, summary, author, published_at,
        article_id, attempts
 FROM entries
 WHERE status = 'pending' AND (retry_after IS NULL OR retry_after <= ?)
-ORDER BY first_seen_at, feed_url, entry_key
 """
+_OLDEST_FIRST = "ORDER BY first_seen_at, feed_url, entry_key\n"
+PENDING_ENTRIES = _DUE_PENDING_ENTRIES + _OLDEST_FIRST
+PENDING_ENTRIES_OF_FEEDS = (
+    _DUE_PENDING_ENTRIES + "  AND feed_url IN (SELECT unnest(?::VARCHAR[]))\n" + _OLDEST_FIRST
+)
 
 KNOWN_BY_URL = """
 SELECT url, min(article_id) FROM (
@@ -288,8 +292,14 @@ def record_polls(con: duckdb.DuckDBPyConnection, polls: Sequence[FeedPoll],
     )
 
 
-def pending_entries(con: duckdb.DuckDBPyConnection, now: datetime) -> list[PendingEntry]:
-    return [PendingEntry(*row) for row in con.execute(PENDING_ENTRIES, [now]).fetchall()]
+def pending_entries(con: duckdb.DuckDBPyConnection, now: datetime,
+                    feed_urls: Sequence[str] | None = None) -> list[PendingEntry]:
+    """Entries whose page is due to be fetched, oldest first: of every feed, or of ``feed_urls``."""
+    if feed_urls is None:
+        rows = con.execute(PENDING_ENTRIES, [now]).fetchall()
+    else:
+        rows = con.execute(PENDING_ENTRIES_OF_FEEDS, [now, list(feed_urls)]).fetchall()
+    return [PendingEntry(*row) for row in rows]
 
 
 def load_known(con: duckdb.DuckDBPyConnection) -> KnownArticles:

@@ -30,12 +30,18 @@ class RichListener:
     def __init__(self, bars: Progress) -> None:
         self.bars = bars
         self.tasks: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
 
     def start(self, stage: str, total: int) -> None:
         self.tasks[stage] = self.bars.add_task(stage, total=total)
+        self.totals[stage] = total
 
     def advance(self, stage: str, amount: int = 1) -> None:
         self.bars.advance(self.tasks[stage], amount)
+
+    def extend(self, stage: str, amount: int) -> None:
+        self.totals[stage] += amount
+        self.bars.update(self.tasks[stage], total=self.totals[stage])
 
 
 @contextmanager
