@@ -334,17 +334,20 @@ class _IngestRun:
             self._queue(store.pending_entries(self.con, _now(), read))
 
     def _queue(self, entries: Sequence[PendingEntry]) -> None:
-        fresh = [e for e in entries if (e.feed_url, e.entry_key) not in self.taken]
-        for entry in fresh:
+        new_pages = 0
+        for entry in entries:
+            if (entry.feed_url, entry.entry_key) in self.taken:
+                continue
             self.taken.add((entry.feed_url, entry.entry_key))
             out = self.out_for.get(entry.normalized_url)
-            if out is None:
-                self.queued.setdefault(entry.normalized_url, []).append(entry)
-            else:
+            if out is not None:
                 batch, index = out
                 job = batch.jobs[index]
                 batch.jobs[index] = replace(job, entries=(*job.entries, entry))
-        progress.extend("articles", len(fresh))
+            else:
+                new_pages += entry.normalized_url not in self.queued
+                self.queued.setdefault(entry.normalized_url, []).append(entry)
+        progress.extend("articles", new_pages)  # a page is one step, however many link to it
 
     def _send_if_due(self) -> None:
         if self.downloading is not None or len(self.sent) >= BATCHES_IN_FLIGHT or not self.queued:

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 from werkzeug import Request, Response
 
+from newsmon import progress
 from newsmon.flows.ingest import ingest_flow
 from tests.fakesite import Handler, Item, Site, article_page, article_text, atom, rss10, rss20
 
@@ -192,6 +193,34 @@ def test_broken_feeds_and_pages_are_recorded_and_do_not_stop_the_run(site, write
     run = query(warehouse, "SELECT status, feeds_failed, articles_new, articles_parked "
                            "FROM ingest_runs")
     assert run == [("completed", 4, 5, 3)]
+
+
+class StageCounts:
+    """A progress listener that adds up what each stage was said to total and to have done."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.total[stage], self.done[stage] = total, 0
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.done[stage] += amount
+
+    def extend(self, stage: str, amount: int) -> None:
+        self.total[stage] += amount
+
+
+def test_progress_counts_each_page_once_however_many_entries_link_to_it(site, write_config):
+    healthy_site(site)  # five pages, story 1 linked from two feeds
+    config = write_config(config_text(site, HEALTHY_FEEDS))
+    counts = StageCounts()
+
+    with progress.listening(counts):
+        ingest_flow(str(config))
+
+    assert counts.total == counts.done == {"feeds": 4, "articles": 5}
 
 
 def feed_after(event: threading.Event, body: bytes, answered: list[bool]) -> Handler:
