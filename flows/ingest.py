@@ -245,8 +245,7 @@ class _IngestRun:
         self.queued: dict[str, list[PendingEntry]] = {}  # by normalised URL, not yet sent
         self.sent: deque[_PageBatch] = deque()  # out for download and extraction, in order
         self.out_for: dict[str, tuple[_PageBatch, int]] = {}  # normalised URL -> its batch
-        self.batches_sent = 0
-        self.downloading: int | None = None  # the number of the batch still downloading
+        self.downloading: list[PageJob] | None = None  # the jobs of the batch downloading
         self.known: KnownArticles | None = None
         self.page_fetcher: Fetcher | None = None
 
@@ -302,7 +301,7 @@ class _IngestRun:
                 for poll in payload.result():  # raises when the task failed for good
                     polls.setdefault(poll.feed_url, poll)
                 self.poll_tasks_left -= 1
-            elif kind == "downloaded" and payload == self.downloading:
+            elif kind == "downloaded" and payload is self.downloading:
                 self.downloading = None
         self._record([poll for url, poll in polls.items() if url not in self.recorded])
         while self.sent and self.sent[0].future.wrapped_future.done():
@@ -358,18 +357,16 @@ class _IngestRun:
             return  # the workers have pages: wait for a fuller batch
         urls = list(itertools.islice(self.queued, size))
         jobs = page_jobs([entry for url in urls for entry in self.queued.pop(url)])
-        self.batches_sent += 1
-        number = self.batches_sent
         # The task gets its own list: entries that join a job later change only this one.
         future = download_and_extract.submit(quote(list(jobs)), self.page_fetcher, self.workers,
-                                             lambda: self.events.put(("downloaded", number)))
+                                             lambda: self.events.put(("downloaded", jobs)))
         # Extracted, or failed before its downloads ended: either way the loop must wake.
         future.wrapped_future.add_done_callback(
-            lambda _: self.events.put(("downloaded", number)))
+            lambda _: self.events.put(("downloaded", jobs)))
         batch = _PageBatch(jobs, future)
         self.sent.append(batch)
         self.out_for.update({job.normalized_url: (batch, i) for i, job in enumerate(jobs)})
-        self.downloading = number
+        self.downloading = jobs
 
     def _store_oldest(self) -> None:
         batch = self.sent.popleft()
