@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 
 import pytest
 from typer.testing import CliRunner
@@ -52,3 +53,16 @@ def test_ingest_in_its_own_process_ends_without_a_leak_report(site, write_config
     assert finished.returncode == 0, finished.stderr
     assert "articles: 1 new" in finished.stdout
     assert "leaked" not in finished.stderr
+
+
+def test_the_command_script_does_not_import_the_cli_until_it_runs():
+    # multiprocessing imports the command's script again in every extraction worker, and a
+    # worker has no use for the CLI's typer, pydantic and pyarrow.
+    (command,) = entry_points(group="console_scripts", name="newsmon")
+    loaded = subprocess.run(
+        [sys.executable, "-c",
+         f"import sys, {command.module}; print(sorted(m for m in sys.modules if m in "
+         "('newsmon.cli', 'typer', 'pydantic', 'pyarrow')))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
