@@ -86,13 +86,39 @@ def page_html(title: str, text: str, outlet: str, rng: random.Random, size: int)
     ).encode()
 
 
+def distinct_stories(rows: list[dict], needed: int) -> list[dict]:
+    """The first ``needed`` rows whose texts newsmon tells apart: the BBC corpus holds some
+    stories twice, verbatim or lightly edited, and the pipeline rightly stores each once, which
+    would leave the site with fewer articles than feeds x articles."""
+    import numpy as np
+
+    from newsmon.config import IngestSettings
+    from newsmon.fingerprint import content_hash, nearest_duplicate, simhash
+
+    max_bits = IngestSettings().near_duplicate_bits
+    kept: list[dict] = []
+    hashes: set[str] = set()
+    simhashes = np.zeros(0, dtype=np.uint64)
+    for row in rows:
+        if len(kept) == needed:
+            break
+        text_hash, near = content_hash(row["text"]), simhash(row["text"])
+        if text_hash in hashes or nearest_duplicate(near, simhashes, max_bits) is not None:
+            continue
+        kept.append(row)
+        hashes.add(text_hash)
+        simhashes = np.append(simhashes, np.uint64(near))
+    return kept
+
+
 def build_site(corpus: Path, feeds: int, per_feed: int) -> dict[str, tuple[bytes, str]]:
     rng = random.Random(7)
     rows = [json.loads(line) for line in corpus.open(encoding="utf-8")]
     rng.shuffle(rows)
     needed = feeds * per_feed
+    rows = distinct_stories(rows, needed)
     if len(rows) < needed:
-        raise SystemExit(f"{corpus} has {len(rows)} articles; {needed} needed")
+        raise SystemExit(f"{corpus} has {len(rows)} distinct articles; {needed} needed")
     documents: dict[str, tuple[bytes, str]] = {}
     for f in range(feeds):
         items = []
