@@ -27,7 +27,7 @@ def run_settings() -> Iterator[None]:
     stop (an empty flow run took 1.2 s with them, 0.2 s without). A run that dies is still
     marked 'interrupted' in newsmon's own runs table by the next run.
 
-    On leaving, Prefect's background loop is stopped (see ``_stop_prefect_loop``).
+    On leaving, Prefect's background loop is stopped (see ``stop_prefect_loop``).
     """
     # Imported here, not above: the environment defaults must be set before Prefect loads.
     from prefect.settings import (
@@ -43,10 +43,10 @@ def run_settings() -> Iterator[None]:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 yield
     finally:
-        _stop_prefect_loop()
+        stop_prefect_loop()
 
 
-def _stop_prefect_loop() -> None:
+def stop_prefect_loop() -> None:
     """Stop Prefect's background event loop, draining its log and event workers.
 
     The loop runs in a daemon thread that Prefect never stops. At exit it still holds copies of

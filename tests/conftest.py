@@ -20,11 +20,18 @@ def prefect_harness():
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with (
-        prefect_test_harness(server_startup_timeout=120),
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-    ):
-        yield
+    from newsmon.flows import stop_prefect_loop
+
+    try:
+        with (
+            prefect_test_harness(server_startup_timeout=120),
+            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        ):
+            yield
+    finally:
+        # As newsmon's own commands do: left running, Prefect's loop holds the runs' contexts
+        # until exit, and DuckDB's bindings then report their types as leaked.
+        stop_prefect_loop()
 
 
 @pytest.fixture
