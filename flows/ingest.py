@@ -140,6 +140,11 @@ def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher, workers: Extractor
     """
     sent = [conditional_headers(state, full_fetch_every) for state in states]
     results: dict[int, FetchResult] = {}
+    polls: dict[int, FeedPoll] = {}
+
+    def hand_over(index: int, feed: ParsedFeed | None) -> None:
+        polls[index] = read_poll(states[index], sent[index], results[index], feed)
+        on_poll(polls[index])
 
     def arrived() -> Iterator[tuple[str, bytes, Mapping[str, str], str]]:
         requests = [(state.feed_url, headers) for state, headers in zip(states, sent, strict=True)]
@@ -148,15 +153,11 @@ def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher, workers: Extractor
             if result.ok:
                 yield str(index), result.content, result.headers, result.final_url or result.url
             else:
-                on_poll(read_poll(states[index], sent[index], result, None))
+                hand_over(index, None)
 
-    def parsed(key: str, feed: ParsedFeed) -> None:
-        index = int(key)
-        on_poll(read_poll(states[index], sent[index], results[index], feed))
-
-    feeds = workers.parse_feeds(arrived(), on_parsed=parsed)
-    return [read_poll(state, sent[index], results[index], feeds.get(str(index)))
-            for index, state in enumerate(states)]
+    # Every feed fetched is parsed and handed over once, so each index has its poll after this.
+    workers.parse_feeds(arrived(), on_parsed=lambda key, feed: hand_over(int(key), feed))
+    return [polls[index] for index in range(len(states))]
 
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
