@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from werkzeug import Request, Response
 
 from newsmon import progress
-from newsmon.flows.ingest import ingest_flow
+from newsmon.flows.ingest import GIL_SWITCH_INTERVAL_SECONDS, ingest_flow
 from tests.fakesite import Handler, Item, Site, article_page, article_text, atom, rss10, rss20
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -257,6 +258,28 @@ def test_a_slow_feed_does_not_hold_up_the_pages_of_the_others(site, write_config
     assert (result.summary.feeds_ok, result.summary.articles_new) == (2, 2)
     assert query(tmp_path / "wh" / "newsmon.duckdb",
                  "SELECT title FROM articles ORDER BY title") == [("Story 1",), ("Story 2",)]
+
+
+def test_the_run_gives_its_threads_longer_interpreter_slices_and_restores_the_default(
+        site, write_config):
+    # The site answers from a thread of this process, so it sees the interval the run set.
+    seen_by_the_site: list[float] = []
+    page_body = article_page("Story 1", article_text(1))
+
+    def page(request: Request) -> Response:
+        seen_by_the_site.append(sys.getswitchinterval())
+        return Response(page_body, content_type="text/html")
+
+    site.routes["/news/1.html"] = page
+    site.feed("/feed.xml", rss20("Feed", [Item("Story 1", site.url("/news/1.html"), "g1")]))
+    before = sys.getswitchinterval()
+
+    result = ingest_flow(str(write_config(config_text(site, ["/feed.xml"]))))
+
+    assert result.summary.articles_new == 1
+    assert before < GIL_SWITCH_INTERVAL_SECONDS  # Python's default, 5 ms
+    assert seen_by_the_site == [pytest.approx(GIL_SWITCH_INTERVAL_SECONDS)]  # kept in µs
+    assert sys.getswitchinterval() == before
 
 
 def test_a_story_reaching_a_second_feed_while_its_page_downloads_is_fetched_once(
