@@ -67,8 +67,8 @@ BATCHES_IN_FLIGHT = 3
 # on (Python's default is 5 ms). The run's threads (downloads, pebble's, Prefect's, the flow's)
 # mostly give the lock up at their own I/O; forced hand-overs every 5 ms only add context
 # switches, which on two cores also preempt the extraction workers. Measured with
-# bench/ingest.py, 14 rounds alternating: 50 ms took 3% off the run's time (faster in 11 of 14
-# rounds), the flow's CPU time fell 4-11% and the workers' too; 200 ms gained nothing more.
+# bench/ingest.py's site, 22 rounds in three runs alternating 5 and 50 ms: the median run took
+# 2-4% less time at 50 ms, which was faster in 15 of the 22 rounds; 200 ms gained nothing more.
 GIL_SWITCH_INTERVAL_SECONDS = 0.05
 
 
