@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import queue
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -402,15 +403,35 @@ class _IngestRun:
         )
 
 
-@contextlib.contextmanager
-def _gil_switch_interval(seconds: float) -> Iterator[None]:
-    """Set the process's interpreter-lock switch interval for the block, then restore it."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
+class _SwitchInterval:
+    """The process's interpreter-lock switch interval, set while any run needs it.
+
+    The setting is process-wide, and runs in one process may overlap (threads, each with its
+    own warehouse): the first run in sets it, the last one out puts back what was there.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs = 0
+        self._before = sys.getswitchinterval()
+
+    @contextlib.contextmanager
+    def set_to(self, seconds: float) -> Iterator[None]:
+        with self._lock:
+            if self._runs == 0:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(seconds)
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._runs -= 1
+                if self._runs == 0:
+                    sys.setswitchinterval(self._before)
+
+
+_switch_interval = _SwitchInterval()
 
 
 def run_ingest(config: Config, run_id: str) -> IngestResult:
@@ -419,7 +440,7 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
     start_process_server()  # its import of trafilatura overlaps with opening the warehouse
     extract = config.extract
     with (
-        _gil_switch_interval(GIL_SWITCH_INTERVAL_SECONDS),
+        _switch_interval.set_to(GIL_SWITCH_INTERVAL_SECONDS),
         open_warehouse(config) as con,
         ExtractorPool(extract.workers, extract.pages_per_worker, extract.timeout_seconds,
                       extract.max_input_bytes) as workers,

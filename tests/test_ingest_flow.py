@@ -12,7 +12,7 @@ import pytest
 from werkzeug import Request, Response
 
 from newsmon import progress
-from newsmon.flows.ingest import GIL_SWITCH_INTERVAL_SECONDS, ingest_flow
+from newsmon.flows.ingest import GIL_SWITCH_INTERVAL_SECONDS, _SwitchInterval, ingest_flow
 from tests.fakesite import Handler, Item, Site, article_page, article_text, atom, rss10, rss20
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -279,6 +279,18 @@ def test_the_run_gives_its_threads_longer_interpreter_slices_and_restores_the_de
     assert result.summary.articles_new == 1
     assert before < GIL_SWITCH_INTERVAL_SECONDS  # Python's default, 5 ms
     assert seen_by_the_site == [pytest.approx(GIL_SWITCH_INTERVAL_SECONDS)]  # kept in µs
+    assert sys.getswitchinterval() == before
+
+
+def test_overlapping_runs_restore_the_interval_only_when_the_last_one_ends():
+    interval = _SwitchInterval()
+    before = sys.getswitchinterval()
+    first, second = interval.set_to(0.05), interval.set_to(0.05)
+    with first:
+        second.__enter__()
+    # The first run has ended while the second goes on: the second keeps its interval.
+    assert sys.getswitchinterval() == pytest.approx(0.05)
+    second.__exit__(None, None, None)
     assert sys.getswitchinterval() == before
 
 
