@@ -404,34 +404,33 @@ class _IngestRun:
 
 
 class _SwitchInterval:
-    """The process's interpreter-lock switch interval, set while any run needs it.
+    """Holds the process's interpreter-lock switch interval at ``seconds`` while any run is in.
 
     The setting is process-wide, and runs in one process may overlap (threads, each with its
     own warehouse): the first run in sets it, the last one out puts back what was there.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
         self._lock = threading.Lock()
         self._runs = 0
-        self._before = sys.getswitchinterval()
+        self._before = seconds
 
-    @contextlib.contextmanager
-    def set_to(self, seconds: float) -> Iterator[None]:
+    def __enter__(self) -> None:
         with self._lock:
             if self._runs == 0:
                 self._before = sys.getswitchinterval()
-                sys.setswitchinterval(seconds)
+                sys.setswitchinterval(self._seconds)
             self._runs += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._runs -= 1
-                if self._runs == 0:
-                    sys.setswitchinterval(self._before)
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._runs -= 1
+            if self._runs == 0:
+                sys.setswitchinterval(self._before)
 
 
-_switch_interval = _SwitchInterval()
+_run_switch_interval = _SwitchInterval(GIL_SWITCH_INTERVAL_SECONDS)
 
 
 def run_ingest(config: Config, run_id: str) -> IngestResult:
@@ -440,7 +439,7 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
     start_process_server()  # its import of trafilatura overlaps with opening the warehouse
     extract = config.extract
     with (
-        _switch_interval.set_to(GIL_SWITCH_INTERVAL_SECONDS),
+        _run_switch_interval,
         open_warehouse(config) as con,
         ExtractorPool(extract.workers, extract.pages_per_worker, extract.timeout_seconds,
                       extract.max_input_bytes) as workers,

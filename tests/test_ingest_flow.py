@@ -283,14 +283,13 @@ def test_the_run_gives_its_threads_longer_interpreter_slices_and_restores_the_de
 
 
 def test_overlapping_runs_restore_the_interval_only_when_the_last_one_ends():
-    interval = _SwitchInterval()
+    interval = _SwitchInterval(0.05)
     before = sys.getswitchinterval()
-    first, second = interval.set_to(0.05), interval.set_to(0.05)
-    with first:
-        second.__enter__()
+    with interval:
+        interval.__enter__()  # a second run starts while the first goes on
     # The first run has ended while the second goes on: the second keeps its interval.
     assert sys.getswitchinterval() == pytest.approx(0.05)
-    second.__exit__(None, None, None)
+    interval.__exit__(None, None, None)
     assert sys.getswitchinterval() == before
 
 
