@@ -253,7 +253,8 @@ def _article(
     text = page.text if page else ""
     method, note = "trafilatura", None
     feed_text = job.first("summary") or ""
-    if len(text.split()) < min_words and len(feed_text) > len(text):
+    # The worker has counted the page's words already; the flow's process need not split it again.
+    if (page.word_count if page else 0) < min_words and len(feed_text) > len(text):
         text, method, note = feed_text, "feed", FEED_TEXT_NOTE
     if not text:
         return "no text: the page had no extractable text and the feed gave none"
