@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import courlan
 
 
-# courlan takes 40-90 us a URL, and storing a batch asks for each page's final URL more than
+# courlan takes about 20 us a URL, and storing a batch asks for each page's final URL more than
 # once (to look up stored articles, to match, to make the row): remembered, the repeats are free.
 @lru_cache(maxsize=4096)
 def normalize_url(url: str) -> str:
