@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import justext.core
 import pytest
 import tld.utils
 from pebble import ProcessExpired, ProcessFuture
@@ -322,6 +323,19 @@ def test_workers_start_with_the_public_suffix_list_read() -> None:
     with ExtractorPool(1, pages_per_worker=5, timeout_seconds=10, max_input_bytes=MiB) as fresh:
         [(_, probe)] = fresh._run_many(tld.utils.get_tld_names_container, [("probe", ())])
         assert probe.result(), "the worker would read the public-suffix list on its first page"
+
+
+def stoplists_cached() -> int:
+    """Run in a worker: how many stoplist sets justext has built there so far."""
+    return justext.core.define_stoplist.cache_info().currsize
+
+
+def test_workers_start_with_the_justext_stoplist_built() -> None:
+    # trafilatura's last fallback merges every language's stoplist on first use; the preload
+    # does it, so no worker spends its first pages on it.
+    with ExtractorPool(1, pages_per_worker=5, timeout_seconds=10, max_input_bytes=MiB) as fresh:
+        [(_, probe)] = fresh._run_many(stoplists_cached, [("probe", ())])
+        assert probe.result() == 1, "the stoplist would be built on a worker's page"
 
 
 def rss(items: int, title: str = "Harbour news") -> bytes:
