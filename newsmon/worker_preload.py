@@ -15,9 +15,6 @@ once.
 
 import contextlib
 
-from justext.core import define_stoplist
-from trafilatura.external import jt_stoplist_init
-
 from newsmon.extract import SAMPLE_PAGE, SAMPLE_PAGE_URL, extract_page
 from newsmon.feeds import parse_feed
 
@@ -29,6 +26,17 @@ _SAMPLE_FEED = (
     b"story.&lt;/p&gt;</description></item></channel></rss>"
 )
 
+
+def _build_justext_stoplist() -> None:
+    # Both cache what they build: trafilatura the merged list, justext the set made from it.
+    # Imported here, as they are trafilatura's internals: should they move in a later release,
+    # only this step is lost, not the whole preload.
+    from justext.core import define_stoplist
+    from trafilatura.external import jt_stoplist_init
+
+    define_stoplist(jt_stoplist_init())
+
+
 # Only an ImportError is survived by the forkserver's preload; anything else would take it down
 # and every page with it, while a fault here would show up on the first page that meets it.
 with contextlib.suppress(Exception):
@@ -36,5 +44,4 @@ with contextlib.suppress(Exception):
 with contextlib.suppress(Exception):
     parse_feed(_SAMPLE_FEED, {"content-type": "application/rss+xml"}, "https://www.example.com/rss")
 with contextlib.suppress(Exception):
-    # Both cache what they build: trafilatura the merged list, justext the set made from it.
-    define_stoplist(jt_stoplist_init())
+    _build_justext_stoplist()
