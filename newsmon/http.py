@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -45,8 +46,14 @@ RETRY_AFTER_CAP_SECONDS = 30.0
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Asking again cannot change these outcomes; for http_status it depends on the code.
 _PERMANENT_KINDS = frozenset(
-    {"blocked", "scheme", "invalid_url", "not_html", "too_large", "redirects"}
+    {"blocked", "scheme", "invalid_url", "not_html", "too_large", "redirects", "encoding"}
 )
+# The encodings newsmon asks for, each decoded here with a bound on its output (see
+# _BoundedDecoder); the zlib window bits that read each one.
+ACCEPT_ENCODING = "gzip, deflate"
+_ZLIB_WBITS = {
+    "gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS,
+}
 # Socket timeouts can fire a hair before the deadline they were clamped to.
 _DEADLINE_SLACK_SECONDS = 0.05
 # Formats whose files servers like to label .html or send without a Content-Type.
@@ -332,6 +339,63 @@ class _GuardedTransport(httpx.HTTPTransport):
         )
 
 
+class _TooLarge(Exception):
+    pass
+
+
+def _has_zlib_header(data: bytes) -> bool:
+    """RFC 1950: method 8 in the low nibble, and the two header bytes a multiple of 31."""
+    return len(data) >= 2 and data[0] & 0x0F == zlib.DEFLATED and (data[0] << 8 | data[1]) % 31 == 0
+
+
+class _BoundedDecoder:
+    """Undoes one Content-Encoding, never producing more than ``limit`` bytes in all.
+
+    httpx decodes a whole network read at once, so a few KiB compressed twice can become
+    gigabytes before any cap counts them, and nothing can interrupt it. zlib's ``max_length``
+    stops each step at the bytes still allowed instead. A body with no encoding passes through.
+    """
+
+    def __init__(self, encoding: str | None, limit: int) -> None:
+        self._encoding = encoding
+        self._left = limit
+        self._zlib = zlib.decompressobj(_ZLIB_WBITS[encoding]) if encoding else None
+        self._started = False
+
+    def decode(self, data: bytes) -> bytes:
+        """The decoded bytes of the next raw chunk; raises _TooLarge past the limit and
+        zlib.error for a body that is not what its encoding says."""
+        if self._zlib is None:
+            return self._count(data)
+        if not self._started and self._encoding == "deflate":
+            # Servers send "deflate" both with zlib's header (as the RFC says) and without.
+            self._started = True
+            if not _has_zlib_header(data):
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        return self._count(self._zlib.decompress(data, self._left + 1))
+
+    def flush(self) -> bytes:
+        return self._count(self._zlib.flush()) if self._zlib is not None else b""
+
+    def _count(self, decoded: bytes) -> bytes:
+        self._left -= len(decoded)
+        if self._left < 0:
+            raise _TooLarge
+        return decoded
+
+
+def _content_encoding(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(the one encoding to undo or None, or an error saying why the body cannot be read)."""
+    listed = headers.get("content-encoding", "")
+    codings = [c for c in (part.strip().lower() for part in listed.split(","))
+               if c not in ("", "identity")]
+    if len(codings) > 1:
+        return None, f"Content-Encoding {listed!r} refused: more than one encoding"
+    if codings and codings[0] not in _ZLIB_WBITS:
+        return None, f"Content-Encoding {listed!r} not supported (asked for gzip or deflate)"
+    return (codings[0] if codings else None), None
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """What one attempt at one URL produced: a response, a redirect to follow, or a failure."""
@@ -452,7 +516,8 @@ class Fetcher:
         self._limits = limits
         self._client = httpx.Client(
             transport=transport or _GuardedTransport(limits),
-            headers={"User-Agent": limits.user_agent},
+            # Only what _BoundedDecoder can undo within the size cap.
+            headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
             timeout=limits.timeout_seconds,
             follow_redirects=False,  # every hop must pass the scheme and address checks
             # No environment proxies (the address check must see the addresses connected to)
@@ -692,19 +757,27 @@ class Fetcher:
             return _Outcome(
                 status, headers, error=f"not HTML (content-type {media_type})", kind="not_html"
             )
-        # The cap counts decoded bytes, so a small gzip bomb is stopped too (after at most one
-        # decoded network read, which zlib bounds to about a thousand times its size).
+        encoding, refusal = _content_encoding(headers)
+        if refusal is not None:
+            return _Outcome(status, headers, error=refusal, kind="encoding")
+        # The cap counts decoded bytes and is enforced while decoding, so no compressed
+        # response, however small, expands past it.
+        decoder = _BoundedDecoder(encoding, cap)
         chunks: list[bytes] = []
-        received = 0
-        for chunk in response.iter_bytes():
-            received += len(chunk)
-            if received > cap:
-                return _Outcome(
-                    status, headers, error=f"response exceeds {_size(cap)} cap", kind="too_large"
-                )
-            if time.monotonic() > deadline:
-                return replace(self._deadline_exceeded(), status_code=status, headers=headers)
-            chunks.append(chunk)
+        try:
+            for raw in response.iter_raw():
+                chunks.append(decoder.decode(raw))
+                if time.monotonic() > deadline:
+                    return replace(self._deadline_exceeded(), status_code=status, headers=headers)
+            chunks.append(decoder.flush())
+        except _TooLarge:
+            return _Outcome(
+                status, headers, error=f"response exceeds {_size(cap)} cap", kind="too_large"
+            )
+        except zlib.error as exc:
+            return _Outcome(
+                status, headers, error=f"cannot decode {encoding} body: {exc}", kind="encoding"
+            )
         content = b"".join(chunks)
         if html_only and not media_type and _looks_binary(content):
             return _Outcome(

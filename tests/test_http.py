@@ -6,6 +6,8 @@ import gzip
 import socket
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -426,3 +428,91 @@ def test_get_many_keeps_order_and_per_host_limit(httpserver: HTTPServer) -> None
         results = fetcher.get_many([(url, None) for url in urls])
     assert [r.content for r in results] == [f"/n{n}".encode() for n in range(8)]
     assert most == LIMITS.per_host_concurrency
+
+
+
+def _compressed_zeros(mib: int, wbits: int) -> bytes:
+    """``mib`` MiB of zeros compressed a MiB at a time, so the test itself never holds them."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    megabyte = bytes(1024 * 1024)
+    return b"".join(compressor.compress(megabyte) for _ in range(mib)) + compressor.flush()
+
+
+GZIP_WBITS, ZLIB_WBITS = 16 + zlib.MAX_WBITS, zlib.MAX_WBITS
+
+
+def _fetch_measuring_peak(fetcher: Fetcher, url: str) -> tuple[newsmon_http.FetchResult, float]:
+    """The result and the most memory (MiB) Python allocated meanwhile: zlib's output buffers
+    are bytes objects, so tracemalloc sees a decoder that expands a read without bound."""
+    tracemalloc.start()
+    try:
+        result = fetcher.get(url)
+        return result, tracemalloc.get_traced_memory()[1] / (1024 * 1024)
+    finally:
+        tracemalloc.stop()
+
+
+def test_stacked_encodings_are_refused_before_anything_is_decoded(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    # 256 MiB of zeros gzipped twice is 3 KiB: decoded a network read at a time, as httpx does,
+    # one read expands to 256 MiB.
+    bomb = gzip.compress(_compressed_zeros(256, GZIP_WBITS), compresslevel=9)
+    assert len(bomb) < 4096
+    httpserver.expect_request("/stacked").respond_with_data(
+        bomb, content_type="text/html", headers={"Content-Encoding": "gzip, gzip"}
+    )
+    result, peak_mib = _fetch_measuring_peak(fetcher, httpserver.url_for("/stacked"))
+    assert not result.ok
+    assert result.error == "Content-Encoding 'gzip, gzip' refused: more than one encoding"
+    assert result.permanent
+    assert peak_mib < 16
+
+
+@pytest.mark.parametrize("encoding, wbits", [("gzip", GZIP_WBITS), ("deflate", ZLIB_WBITS)])
+def test_a_single_encoding_is_capped_while_it_is_decoded(
+    httpserver: HTTPServer, fetcher: Fetcher, encoding: str, wbits: int
+) -> None:
+    # 48 MiB in 48 KiB, under the cap on the wire: one network read expands to all of it.
+    body = _compressed_zeros(48, wbits)
+    assert len(body) < LIMITS.max_bytes
+    httpserver.expect_request(f"/one-{encoding}").respond_with_data(
+        body, content_type="text/html", headers={"Content-Encoding": encoding}
+    )
+    result, peak_mib = _fetch_measuring_peak(fetcher, httpserver.url_for(f"/one-{encoding}"))
+    assert result.error == "response exceeds 64 KiB cap"
+    assert result.permanent
+    assert peak_mib < 16
+
+
+def test_deflate_without_zlib_header_is_decoded(httpserver: HTTPServer, fetcher: Fetcher) -> None:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    raw_deflate = compressor.compress(PAGE) + compressor.flush()
+    httpserver.expect_request("/raw-deflate").respond_with_data(
+        raw_deflate, content_type="text/html", headers={"Content-Encoding": "deflate"}
+    )
+    result = fetcher.get(httpserver.url_for("/raw-deflate"))
+    assert result.ok, result.error
+    assert result.content == PAGE
+
+
+def test_a_corrupt_gzip_body_is_a_clear_error(httpserver: HTTPServer, fetcher: Fetcher) -> None:
+    httpserver.expect_request("/corrupt").respond_with_data(
+        b"\x1f\x8b not really gzip", content_type="text/html",
+        headers={"Content-Encoding": "gzip"},
+    )
+    result = fetcher.get(httpserver.url_for("/corrupt"))
+    assert result.error is not None
+    assert result.error.startswith("cannot decode gzip body:")
+    assert result.permanent
+
+
+def test_an_encoding_newsmon_did_not_ask_for_is_refused(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    httpserver.expect_request("/br", headers={"Accept-Encoding": "gzip, deflate"}).respond_with_data(
+        b"\x0b\x02\x80hello\x03", content_type="text/html", headers={"Content-Encoding": "br"}
+    )
+    result = fetcher.get(httpserver.url_for("/br"))
+    assert result.error == "Content-Encoding 'br' not supported (asked for gzip or deflate)"
+    assert result.permanent
