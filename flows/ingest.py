@@ -18,7 +18,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,7 @@ class IngestResult:
     summary: IngestSummary
     feed_errors: dict[str, str]
     page_errors: list[str]
+    feed_warnings: dict[str, str] = field(default_factory=dict)  # read, with something to say
     feeds_unreachable: int = 0
     unclassified: int = 0  # stored articles without a prediction from the current model
     current_model: ModelRow | None = None
@@ -322,7 +323,8 @@ class _IngestRun:
             return
         summary, logger = self.result.summary, get_run_logger()
         counts = store.record_polls(self.con, polls, self.states, self.run_id, _now(),
-                                    self.config.fetch.max_backoff_hours)
+                                    self.config.fetch.max_backoff_hours,
+                                    self.config.ingest.max_new_entries_per_poll)
         summary.articles_duplicate += counts.linked_entries
         for poll in polls:
             self.recorded.add(poll.feed_url)
@@ -335,8 +337,11 @@ class _IngestRun:
                 summary.feeds_unchanged += 1
             else:
                 summary.feeds_ok += 1
-                if poll.error:
-                    logger.warning("feed %s: %s", poll.feed_url, poll.error)
+                warning = "; ".join(
+                    note for note in (poll.error, counts.capped.get(poll.feed_url)) if note)
+                if warning:
+                    self.result.feed_warnings[poll.feed_url] = warning
+                    logger.warning("feed %s: %s", poll.feed_url, warning)
             progress.advance("feeds")
         read = [poll.feed_url for poll in polls if poll.entries]
         if read:
@@ -454,8 +459,9 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
         result.unclassified = unclassified_articles(con)
         result.current_model = current_model(con)
         errors = [f"{url}: {error}" for url, error in result.feed_errors.items()]
+        warnings = [f"{url}: {warning}" for url, warning in result.feed_warnings.items()]
         finish_run(con, run_id, "completed", result.summary.counts(),
-                   errors + result.page_errors)
+                   errors + warnings + result.page_errors)
     return result
 
 

@@ -94,6 +94,10 @@ class IngestSettings(_Section):
     batch_size: int = Field(default=128, gt=0)
     # A page that failed this many runs in a row is parked with its reason instead of retried.
     max_page_attempts: int = Field(default=3, ge=1)
+    # New entries taken from one feed per poll, newest first; the rest wait for later polls.
+    # Real feeds list 10-100 items and a busy outlet's sitemap-like feed a few hundred, while a
+    # hostile or broken one listing 100,000 would otherwise send newsmon to 100,000 pages.
+    max_new_entries_per_poll: int = Field(default=500, ge=1)
     # Simhash distance (of 64 bits) within which two texts count as one story copied with edits.
     # Measured on 300-word texts: one sentence rewritten moves 6-8 bits (at most 14), unrelated
     # texts stay 21 or more apart.

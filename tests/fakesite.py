@@ -57,6 +57,7 @@ class Item:
     link: str
     guid: str | None = None
     summary: str = ""
+    published: str = "Mon, 16 Nov 2026 10:30:00 GMT"
 
 
 def rss20(title: str, items: list[Item]) -> bytes:
@@ -66,7 +67,7 @@ def rss20(title: str, items: list[Item]) -> bytes:
         guid = f"<guid isPermaLink=\"false\">{escape(item.guid)}</guid>" if item.guid else ""
         parts.append(f"<item><title>{escape(item.title)}</title><link>{escape(item.link)}</link>"
                      f"{guid}<description>{escape(item.summary)}</description>"
-                     "<pubDate>Mon, 16 Nov 2026 10:30:00 GMT</pubDate></item>")
+                     f"<pubDate>{item.published}</pubDate></item>")
     parts.append("</channel></rss>")
     return "".join(parts).encode()
 

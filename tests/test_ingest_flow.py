@@ -358,3 +358,55 @@ def test_run_settings_turn_heartbeats_off_only_on_the_ephemeral_api(monkeypatch)
     server = {PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 90}
     with temporary_settings(updates=server), run_settings():
         assert heartbeat() == 90
+
+
+def test_a_poll_takes_the_newest_entries_up_to_the_cap_and_the_rest_wait(
+    site, write_config, tmp_path
+):
+    # 30 items, listed oldest first, so "newest first" cannot come from the feed's order.
+    items = [Item(f"Story {n}", site.url(f"/news/{n}.html"), f"s{n}",
+                  published=f"Mon, {n:02d} Nov 2026 10:30:00 GMT") for n in range(1, 31)]
+    site.feed("/big.xml", rss20("Big", items))
+    for n in range(1, 31):
+        story(site, f"/news/{n}.html", n, f"Story {n}")
+    config = write_config(config_text(site, ["/big.xml"]).replace(
+        "batch_size = 4", "batch_size = 4\nmax_new_entries_per_poll = 12"))
+    warehouse = tmp_path / "wh" / "newsmon.duckdb"
+
+    first = ingest_flow(str(config))
+    assert len(site.requests("/news/")) == 12
+    assert query(warehouse, "SELECT count(*) FROM entries") == [(12,)]
+    taken = {title for (title,) in query(warehouse, "SELECT title FROM entries")}
+    assert taken == {f"Story {n}" for n in range(19, 31)}
+    assert "took the newest 12 of 30 new entries" in first.feed_warnings[site.url("/big.xml")]
+    # The feed's validators were not kept, so the next poll reads it in full.
+    assert query(warehouse, "SELECT etag, last_modified FROM feeds") == [(None, None)]
+
+    site.clear_log()
+    second = ingest_flow(str(config))
+    assert not site.requests("/big.xml")[0].headers.get("If-None-Match")
+    assert second.summary.articles_new == 12
+    site.clear_log()
+    third = ingest_flow(str(config))
+    assert third.summary.articles_new == 6
+    assert query(warehouse, "SELECT count(*) FROM entries") == [(30,)]
+    assert site.url("/big.xml") not in third.feed_warnings
+    # Everything taken, the validators are kept again: the fourth poll is conditional.
+    site.clear_log()
+    ingest_flow(str(config))
+    assert site.requests("/big.xml")[0].headers.get("If-None-Match")
+
+
+def test_a_run_records_a_bounded_error_summary(site, write_config, tmp_path):
+    # 300 links that all fail: the run's errors column keeps a bounded summary of them.
+    items = [Item(f"Gone {n}", site.url(f"/gone/{n}.html"), f"g{n}") for n in range(300)]
+    site.feed("/gone.xml", rss20("Gone", items))
+    config = write_config(config_text(site, ["/gone.xml"]).replace(
+        "batch_size = 4", "batch_size = 128"))
+    warehouse = tmp_path / "wh" / "newsmon.duckdb"
+
+    result = ingest_flow(str(config))
+    assert result.summary.articles_parked == 300
+    (errors,) = query(warehouse, "SELECT errors::VARCHAR[] FROM runs WHERE flow = 'ingest'")[0]
+    assert len(errors) == 101
+    assert errors[-1] == "... and 200 more errors (see fetch_log and entries.last_error)"

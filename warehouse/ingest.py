@@ -106,7 +106,18 @@ LEFT JOIN (
 WHERE NOT EXISTS (
     SELECT 1 FROM entries AS e WHERE e.feed_url = s.feed_url AND e.entry_key = s.entry_key
 )
+-- At most so many new entries per feed and poll, newest first (undated ones by feed order).
+QUALIFY row_number() OVER (
+    PARTITION BY s.feed_url ORDER BY s.published_at DESC NULLS LAST, s.position
+) <= ?
 RETURNING status
+"""
+NEW_ENTRIES_OVER_CAP = """
+SELECT s.feed_url, count(*) FROM staged_entries AS s
+WHERE NOT EXISTS (
+    SELECT 1 FROM entries AS e WHERE e.feed_url = s.feed_url AND e.entry_key = s.entry_key
+)
+GROUP BY s.feed_url HAVING count(*) > ?
 """
 
 _DUE_PENDING_ENTRIES = """
@@ -182,7 +193,7 @@ ENTRY_SCHEMA = pa.schema([
     ("feed_url", pa.string()), ("entry_key", pa.string()), ("url", pa.string()),
     ("normalized_url", pa.string()), ("title", pa.string()), ("summary", pa.string()),
     ("author", pa.string()), ("published_at", TIMESTAMP), ("fingerprint", pa.string()),
-    ("seen_at", TIMESTAMP),
+    ("seen_at", TIMESTAMP), ("position", pa.int32()),
 ])
 ENTRY_UPDATE_SCHEMA = pa.schema([
     ("feed_url", pa.string()), ("entry_key", pa.string()), ("status", pa.string()),
@@ -250,45 +261,70 @@ class PollCounts:
     new_entries: int
     linked_entries: int  # new entries whose link was already stored: duplicates, not fetched
     edited_entries: int
+    capped: dict[str, str]  # feed URL -> what its poll left for later, for feeds over the cap
+
+
+def _capped_note(new: int, cap: int) -> str:
+    return f"took the newest {cap} of {new} new entries; the rest wait for later polls"
+
+
+def _poll_row(poll: FeedPoll, state: FeedState, now: datetime, max_backoff_hours: float,
+              capped_note: str | None) -> dict:
+    unchanged = poll.outcome == "unchanged"
+    failed = poll.outcome == "failed"
+    failures = state.consecutive_failures + 1 if failed else 0
+    row = {
+        "feed_url": poll.feed_url, "polled_at": now, "outcome": poll.outcome,
+        "error": poll.error, "keep_validators": unchanged or failed, "etag": poll.etag,
+        "last_modified": poll.last_modified, "failed": failed,
+        "conditional": poll.conditional, "failures": failures,
+        "next_poll_at": next_poll_after(failures, now, max_backoff_hours),
+        "title": poll.title, "site_url": poll.site_url,
+    }
+    if capped_note is not None:
+        # Without validators the next poll is a full read, so the entries left now are seen
+        # again even if the feed does not change.
+        error = f"{poll.error}; {capped_note}" if poll.error else capped_note
+        row |= {"outcome": "warning", "error": error, "etag": None, "last_modified": None}
+    return row
 
 
 def record_polls(con: duckdb.DuckDBPyConnection, polls: Sequence[FeedPoll],
                  states: Mapping[str, FeedState], run_id: str, now: datetime,
-                 max_backoff_hours: float) -> PollCounts:
+                 max_backoff_hours: float, max_new_entries: int) -> PollCounts:
     """Store a chunk of polls' outcomes and entries in one transaction; their summed counts.
 
-    ``states`` holds each polled feed's state before the poll, by feed URL.
+    ``states`` holds each polled feed's state before the poll, by feed URL. Of each feed's new
+    entries at most ``max_new_entries`` are taken, the newest.
     """
-    rows, entries, requests = [], [], []
+    entries, requests = [], []
     for poll in polls:
-        unchanged = poll.outcome == "unchanged"
-        failed = poll.outcome == "failed"
-        failures = states[poll.feed_url].consecutive_failures + 1 if failed else 0
-        rows.append({
-            "feed_url": poll.feed_url, "polled_at": now, "outcome": poll.outcome,
-            "error": poll.error, "keep_validators": unchanged or failed, "etag": poll.etag,
-            "last_modified": poll.last_modified, "failed": failed,
-            "conditional": poll.conditional, "failures": failures,
-            "next_poll_at": next_poll_after(failures, now, max_backoff_hours),
-            "title": poll.title, "site_url": poll.site_url,
-        })
-        entries += [{**_row(e), "feed_url": poll.feed_url, "seen_at": now} for e in poll.entries]
+        entries += [{**_row(e), "feed_url": poll.feed_url, "seen_at": now, "position": position}
+                    for position, e in enumerate(poll.entries)]
         requests += _request_rows("feed", poll.feed_url, None, poll.requests)
+    capped: dict[str, str] = {}
+    inserted: list[str] = []
+    edited = 0
     with transaction(con):
+        if entries:
+            with staged(con, "staged_entries", entries, ENTRY_SCHEMA):
+                over = con.execute(NEW_ENTRIES_OVER_CAP, [max_new_entries]).fetchall()
+                capped = {url: _capped_note(new, max_new_entries) for url, new in over}
+                edited = con.execute(COUNT_EDITED_ENTRIES).fetchall()[0][0]
+                con.execute(UPDATE_SEEN_ENTRIES)
+                inserted = [r[0] for r in con.execute(
+                    INSERT_NEW_ENTRIES, [max_new_entries]).fetchall()]
+        rows = [_poll_row(poll, states[poll.feed_url], now, max_backoff_hours,
+                          capped.get(poll.feed_url)) for poll in polls]
         with staged(con, "staged_polls", rows, POLL_SCHEMA):
             con.execute(UPDATE_FEEDS_AFTER_POLLS)
         with staged(con, "staged_requests", requests, REQUEST_SCHEMA):
             con.execute(INSERT_FETCH_LOG, [run_id])
-        if not entries:
-            return PollCounts(0, 0, 0)
-        with staged(con, "staged_entries", entries, ENTRY_SCHEMA):
-            edited = con.execute(COUNT_EDITED_ENTRIES).fetchall()[0][0]
-            con.execute(UPDATE_SEEN_ENTRIES)
-            inserted = [r[0] for r in con.execute(INSERT_NEW_ENTRIES).fetchall()]
     return PollCounts(
         new_entries=inserted.count("pending"),
         linked_entries=inserted.count("duplicate"),
         edited_entries=edited,
+        capped=capped,
     )
 
 

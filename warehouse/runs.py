@@ -26,6 +26,22 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, flow: str) -> None:
     con.execute(START_RUN, [run_id, flow, run_id])
 
 
+# A run's errors column is a summary for people: a feed with 100,000 broken links once put 5.5 MB
+# into one value. Every failure stays in fetch_log and entries.last_error.
+MAX_RUN_ERRORS = 100
+MAX_ERROR_CHARS = 500
+
+
+def error_summary(errors: Sequence[str]) -> list[str]:
+    """The first MAX_RUN_ERRORS errors, each cut to MAX_ERROR_CHARS, and how many were left."""
+    kept = [e if len(e) <= MAX_ERROR_CHARS else e[: MAX_ERROR_CHARS - 1] + "…"
+            for e in errors[:MAX_RUN_ERRORS]]
+    if len(errors) > MAX_RUN_ERRORS:
+        left = len(errors) - MAX_RUN_ERRORS
+        kept.append(f"... and {left} more errors (see fetch_log and entries.last_error)")
+    return kept
+
+
 def finish_run(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -33,4 +49,5 @@ def finish_run(
     counts: Mapping[str, int],
     errors: Sequence[str] = (),
 ) -> None:
-    con.execute(FINISH_RUN, [status, json.dumps(dict(counts)), json.dumps(list(errors)), run_id])
+    summary = error_summary(errors)
+    con.execute(FINISH_RUN, [status, json.dumps(dict(counts)), json.dumps(summary), run_id])
