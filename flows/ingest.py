@@ -275,9 +275,10 @@ class _IngestRun:
         slots = RequestSlots(config.fetch.concurrency, config.fetch.per_host_concurrency)
         feed_limits = FetchLimits.from_settings(config.fetch, config.fetch.max_feed_bytes)
         page_limits = FetchLimits.from_settings(config.fetch, config.fetch.max_page_bytes)
+        logins = [feed.login for feed in config.feeds if feed.login]
         with (
-            Fetcher(feed_limits, slots=slots) as feed_fetcher,
-            Fetcher(page_limits, slots=slots) as page_fetcher,
+            Fetcher(feed_limits, slots=slots, logins=logins) as feed_fetcher,
+            Fetcher(page_limits, slots=slots, logins=logins) as page_fetcher,
         ):
             self.page_fetcher = page_fetcher
             for chunk in _chunks(due, FEEDS_PER_TASK):

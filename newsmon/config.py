@@ -14,8 +14,9 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from newsmon.credentials import SiteLogin, redact_url
 from newsmon.warehouse.analyst import default_copy_path
 
 DEFAULT_CONFIG_NAME = "newsmon.toml"
@@ -120,10 +121,26 @@ class ClassifySettings(_Section):
 
 
 class FeedSettings(_Section):
-    url: str
+    # A private feed's URL may carry its login (https://user:password@host/feed.xml). It is kept
+    # as written only here, as a secret; everything else sees `url`, with the password hidden,
+    # and the fetcher gets the login itself (`login`) for that site's requests alone.
+    url_as_written: SecretStr = Field(alias="url", repr=False)
     name: str | None = None
 
-    _url = field_validator("url")(_check_http_url)
+    @field_validator("url_as_written", mode="before")
+    @classmethod
+    def _http_url(cls, value: object) -> object:
+        return _check_http_url(value) if isinstance(value, str) else value
+
+    @property
+    def url(self) -> str:
+        """The feed's URL as shown and stored: any password in it is ``***``."""
+        return redact_url(self.url_as_written.get_secret_value())
+
+    @property
+    def login(self) -> SiteLogin | None:
+        """The user and password written into the feed's URL, for requests to its site."""
+        return SiteLogin.from_url(self.url_as_written.get_secret_value())
 
 
 class TopicSettings(_Section):
@@ -222,7 +239,8 @@ def _describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         message = "unknown key (misspelt, or in the wrong [section]?)"
     elif "input" in error and error["type"] != "missing":
-        message += f" (got {error['input']!r})"
+        shown = error["input"]
+        message += f" (got {redact_url(shown) if isinstance(shown, str) else shown!r})"
     return f"{key or '(top level)'}: {message}"
 
 

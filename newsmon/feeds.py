@@ -18,6 +18,7 @@ import feedparser
 import lxml.etree
 import lxml.html
 
+from newsmon.credentials import redact_url
 from newsmon.urls import normalize_url
 
 
@@ -79,7 +80,8 @@ def fingerprint(title: str | None, summary: str | None) -> str:
 
 
 def _to_entry(raw: Mapping) -> FeedEntry | None:
-    link = (raw.get("link") or "").strip()
+    # A login written into an article link is not newsmon's to keep.
+    link = redact_url((raw.get("link") or "").strip())
     if urlsplit(link).scheme not in ("http", "https"):
         return None
     normalized = normalize_url(link)

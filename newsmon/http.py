@@ -31,6 +31,7 @@ import httpcore
 import httpx
 
 from newsmon.config import FetchSettings
+from newsmon.credentials import SiteLogin, origin, redact_url
 
 __all__ = [
     "FetchLimits",
@@ -503,7 +504,9 @@ class Fetcher:
     Pass `transport` to put something other than the network under it (httpx.MockTransport);
     the address check before each request still applies, the connect-time check and the
     socket-level deadline belong to the default transport. Fetchers given the same `slots`
-    stay within its limits together.
+    stay within its limits together. `logins` are sent with every request to their site (the
+    private feed and its pages) and to no other; a login written into a URL is used for that
+    request, and every URL the fetcher reports back has its password hidden.
     """
 
     def __init__(
@@ -512,8 +515,13 @@ class Fetcher:
         *,
         transport: httpx.BaseTransport | None = None,
         slots: RequestSlots | None = None,
+        logins: Iterable[SiteLogin] = (),
     ) -> None:
         self._limits = limits
+        # First login per site wins: several feeds of one site normally share one.
+        self._logins: dict[tuple[str, str, int], httpx.BasicAuth] = {}
+        for login in logins:
+            self._logins.setdefault(login.site, httpx.BasicAuth(login.user, login.password))
         self._client = httpx.Client(
             transport=transport or _GuardedTransport(limits),
             # Only what _BoundedDecoder can undo within the size cap.
@@ -629,8 +637,8 @@ class Fetcher:
             outcome.kind == "http_status" and not outcome.retryable
         )
         return FetchResult(
-            url=url,
-            final_url=current,
+            url=redact_url(url),
+            final_url=redact_url(current),
             status_code=outcome.status_code,
             headers=outcome.headers,
             content=outcome.content if outcome.error is None else None,
@@ -660,7 +668,7 @@ class Fetcher:
             outcome = self._attempt(url, headers, deadline, html_only)
             records.append(
                 RequestRecord(
-                    url=url,
+                    url=redact_url(url),
                     requested_at=requested_at,
                     status_code=outcome.status_code,
                     bytes=outcome.wire_bytes,
@@ -707,11 +715,13 @@ class Fetcher:
         left = deadline - time.monotonic()
         if left <= 0:
             return self._deadline_exceeded()
+        target, auth = self._login_for(url)
         response: httpx.Response | None = None
         _current.deadline = deadline
         try:
             with self._client.stream(
-                "GET", url, headers=headers, timeout=min(self._limits.timeout_seconds, left)
+                "GET", target, headers=headers, auth=auth,
+                timeout=min(self._limits.timeout_seconds, left),
             ) as response:
                 outcome = self._read(response, deadline, html_only)
                 return replace(outcome, wire_bytes=response.num_bytes_downloaded)
@@ -726,6 +736,20 @@ class Fetcher:
             return outcome
         finally:
             _current.deadline = None
+
+    def _login_for(self, url: str) -> tuple[httpx.URL, httpx.Auth | None]:
+        """The URL to request, without any login written into it, and the login to send.
+
+        A stored URL has its password as ``***``, so the site's login comes from the config; a
+        URL with a real password (given to the fetcher directly) brings its own.
+        """
+        parsed = httpx.URL(url)
+        auth: httpx.Auth | None = self._logins.get(origin(url) or ("", "", 0))
+        if not parsed.userinfo:
+            return parsed, auth
+        if auth is None and parsed.password and parsed.password != "***":
+            auth = httpx.BasicAuth(parsed.username, parsed.password)
+        return parsed.copy_with(userinfo=b""), auth
 
     def _read(self, response: httpx.Response, deadline: float, html_only: bool) -> _Outcome:
         """Turn a response into an outcome, reading the body only when it is wanted."""
