@@ -27,6 +27,7 @@ import duckdb
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
@@ -454,7 +455,11 @@ def run_ingest(config: Config, run_id: str) -> IngestResult:
         try:
             _IngestRun(con, config, workers, run_id, result).run()
         except BaseException as exc:
-            finish_run(con, run_id, "failed", result.summary.counts(),
+            # Ctrl-C, or SIGTERM (Prefect's own handler raises TerminationSignal during a flow
+            # run): stopped, not broken.
+            stopped = isinstance(exc, KeyboardInterrupt | TerminationSignal)
+            finish_run(con, run_id, "interrupted" if stopped else "failed",
+                       result.summary.counts(),
                        [*result.feed_errors.values(), f"run failed: {exc!r}"])
             raise
         result.unclassified = unclassified_articles(con)
