@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    ValidationError,
+    field_validator,
+)
 
 from newsmon.credentials import SiteLogin, redact_url
 from newsmon.warehouse.analyst import default_copy_path
@@ -52,7 +60,7 @@ class WarehouseSettings(_Section):
 
 class FetchSettings(_Section):
     # Off by default so that a feed cannot make newsmon request internal services (SSRF).
-    allow_private_addresses: bool = False
+    allow_private_addresses: StrictBool = False
     user_agent: str = "newsmon/0.1 (news monitoring; +https://github.com/newsmon/newsmon)"
     # Connect/read timeout for one socket operation; the deadline bounds the whole response,
     # because a server that drips one byte a second never trips a read timeout.

@@ -34,6 +34,11 @@ def test_relative_paths_resolve_against_the_config_file(write_config, tmp_path):
          "fetch.timeout_secs: unknown key (misspelt, or in the wrong [section]?)"),
         ('[fetch]\nallow_private_addresses = "yes please"\n',
          "fetch.allow_private_addresses: Input should be a valid boolean"),
+        # Strict: a string or number that merely looks like a boolean is a mistake to report.
+        ('[fetch]\nallow_private_addresses = "yes"\n',
+         "fetch.allow_private_addresses: Input should be a valid boolean"),
+        ("[fetch]\nallow_private_addresses = 1\n",
+         "fetch.allow_private_addresses: Input should be a valid boolean"),
         ("[[feeds]]\nname = 'no url'\n", "feeds[0].url: Field required"),
         ('timezone = "Mars/Olympus"\n', "timezone: expected an IANA time zone name"),
         ("[warehouse\n", "not valid TOML"),
