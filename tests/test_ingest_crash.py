@@ -37,7 +37,8 @@ def test_sigkill_mid_run_keeps_committed_articles_and_next_run_stores_the_rest(
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     process = subprocess.Popen(
-        [sys.executable, "-m", "newsmon", "--config", str(config), "ingest"],
+        # --verbose: the batch lines are Prefect's INFO lines, hidden by default.
+        [sys.executable, "-m", "newsmon", "--verbose", "--config", str(config), "ingest"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )
     committed = batches = 0

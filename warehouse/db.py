@@ -86,6 +86,19 @@ def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".lock")
 
 
+def _acquire(database: Path, lock_timeout: float) -> FileLock:
+    lock = FileLock(str(lock_path(database)))
+    try:
+        lock.acquire(timeout=lock_timeout)
+    except Timeout:
+        # How long *this* run waited: when the other run took the lock is not known here.
+        raise WarehouseBusy(
+            f"{database}: another newsmon run is writing to it; waited {lock_timeout:.0f} s for "
+            "it to finish (warehouse.lock_timeout_seconds). Try again when it has finished"
+        ) from None
+    return lock
+
+
 @contextmanager
 def open_writer(
     database: Path, lock_timeout: float = 1800, analyst_copy: Path | None = None
@@ -94,14 +107,7 @@ def open_writer(
     then published as the analyst copy (``analyst_copy``, default beside the live file)."""
     database = Path(database)
     database.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_path(database)))
-    try:
-        lock.acquire(timeout=lock_timeout)
-    except Timeout:
-        raise WarehouseBusy(
-            f"{database}: another newsmon run has held the writer lock for {lock_timeout:.0f} s; "
-            "try again when it has finished"
-        ) from None
+    lock = _acquire(database, lock_timeout)
     try:
         con = duckdb.connect(str(database))
         try:
@@ -113,6 +119,26 @@ def open_writer(
             # After a failed run too: what it committed, and its runs row saying why, is what
             # analysts and `newsmon status` need to see. Still under the lock: nothing writes.
             publish(database, analyst_copy or default_copy_path(database))
+    finally:
+        lock.release()
+
+
+@contextmanager
+def peek_live(config: Config) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """The live warehouse read-only, under the writer lock, or None if it does not exist yet.
+
+    For a look before deciding whether a run is needed at all (nothing to classify): no
+    migration, no checkpoint, no analyst copy published, so it costs milliseconds where a
+    writer's close copies the whole file. Holding the lock, nothing writes meanwhile.
+    """
+    database = config.warehouse_path
+    if not database.exists():
+        yield None
+        return
+    lock = _acquire(database, config.warehouse.lock_timeout_seconds)
+    try:
+        with duckdb.connect(str(database), read_only=True) as con:
+            yield con
     finally:
         lock.release()
 

@@ -1,20 +1,62 @@
-"""The typer application and what every command shares: the config option and error exits."""
+"""The typer application and what every command shares: the config option, --verbose and error
+exits."""
 
 from __future__ import annotations
 
+import copy as copy_module
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from newsmon.config import CONFIG_ENV_VAR, Config, ConfigError, load_config
+
+CONFIG_HELP = f"Config file (default: ${CONFIG_ENV_VAR}, else ./newsmon.toml)."
+
+
+def _remember_config(ctx: Any, _param: Any, value: Path | None) -> Path | None:
+    if value is not None:
+        ctx.ensure_object(dict)["config_path"] = value
+    return value
+
+
+def _add_config_option(command: Any, option: Any) -> None:
+    """Give ``command`` (and each command under it) a copy of the root's ``--config`` that
+    stores its value in the shared context object instead of passing it to the function."""
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _add_config_option(sub, option)
+    elif not any(param.name == option.name for param in command.params):
+        copy = copy_module.copy(option)
+        copy.expose_value = False
+        copy.callback = _remember_config
+        command.params.append(copy)
+
+
+class ConfigAnywhere(TyperGroup):
+    """The root command group: every command also takes ``--config`` after its own name.
+
+    The README says every command takes it, and `newsmon ingest --config FILE` is how people
+    type it; the value lands where the global option's does (the shared context object).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        (option,) = (param for param in self.params if param.name == "config")
+        for command in self.commands.values():
+            _add_config_option(command, option)
+
 
 app = typer.Typer(
     name="newsmon",
     help="Watch news feeds, classify topic and stance, and mail a weekly digest.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=ConfigAnywhere,
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -25,20 +67,26 @@ def main(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help=f"Config file (default: ${CONFIG_ENV_VAR}, else ./newsmon.toml).",
-            dir_okay=False,
-        ),
+        typer.Option("--config", "-c", help=CONFIG_HELP, dir_okay=False),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Prefect's own INFO log lines.")
+    ] = False,
 ) -> None:
-    ctx.obj = {"config_path": config}
+    ctx.ensure_object(dict)["config_path"] = config
+    # Read when Prefect loads, which no command has done yet. Prefect's INFO lines (a line per
+    # flow and task run) tear the progress bars and repeat what the summary says.
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    else:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error to stderr; raise the returned Exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """Print a one-line error to stderr, exactly as given (paths and messages may hold
+    brackets, which are not markup); raise the returned Exit."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -69,7 +69,8 @@ def demo(
             demo_config(project, directory, [server.url(path) for path in feed_paths(site)]),
             encoding="utf-8",
         )
-        console.print(f"demo outlet serving {len(site)} pages and feeds at {server.url('/')}")
+        console.print(f"demo outlet serving {len(site)} pages and feeds at {server.url('/')}",
+                      markup=False)
         with run_settings(), showing_progress():
             ingested = ingest_flow(str(config_path))
             digest = digest_flow(str(config_path), send=False)
@@ -77,10 +78,11 @@ def demo(
     console.print(f"\n[bold]Digest {digest.week}[/] ({digest.articles} articles):")
     for label, path in (("HTML", digest.files.html), ("text", digest.files.text),
                         ("mail", digest.files.eml)):
-        console.print(f"  {label:>5}: {path}", highlight=False, soft_wrap=True)
-    console.print(f"\nDemo warehouse: {(directory / 'warehouse').resolve()}", highlight=False,
+        console.print(f"  {label:>5}: {path}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"\nDemo warehouse: {(directory / 'warehouse').resolve()}", markup=False,
+                  highlight=False,
                   soft_wrap=True)
     console.print("Try some SQL on it:")
     for query in EXAMPLE_QUERIES:
         console.print(f"  newsmon --config {config_path} sql {json.dumps(query)}",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, markup=False, soft_wrap=True)

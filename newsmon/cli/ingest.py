@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from newsmon import progress
@@ -49,8 +50,10 @@ def showing_progress() -> Iterator[None]:
     """Progress bars for the flows run inside the block; a busy warehouse is a clean error."""
     bars = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=True)
+    from newsmon.flows import logs_through
+
     try:
-        with bars, progress.listening(RichListener(bars)):
+        with bars, progress.listening(RichListener(bars)), logs_through(console):
             yield
     except WarehouseBusy as exc:
         raise fail(str(exc)) from None
@@ -66,7 +69,7 @@ def print_ingest(result: IngestResult) -> None:
                   f"{s.articles_duplicate} duplicate, {s.articles_failed} failed (retried later), "
                   f"{s.articles_parked} parked")
     for url, error in result.feed_errors.items():
-        console.print(f"[red]feed failed[/] {url}: {error}", highlight=False)
+        console.print(f"[red]feed failed[/] {escape(url)}: {escape(error)}", highlight=False)
     if result.network_unreachable:
         console.print(f"[bold yellow]{OFFLINE_HINT}[/]")
     if result.classified is not None:
@@ -75,7 +78,7 @@ def print_ingest(result: IngestResult) -> None:
             console.print(f"classified {classified['classified']} article(s) with model "
                           f"{classified['model_version']}")
         elif classified.get("note"):
-            console.print(f"not classified: {classified['note']}", highlight=False)
+            console.print(f"not classified: {classified['note']}", highlight=False, markup=False)
 
 
 def require_feeds(config: Config) -> None:
@@ -110,10 +113,12 @@ def ingest(ctx: typer.Context) -> None:
     config = get_config(ctx)
     require_feeds(config)
     prepare_ingest()
-    from newsmon.flows import run_settings  # Prefect is slow to import; only when needed
+    from newsmon.flows import run_settings, start_local_api
+
+    api = start_local_api()  # its start overlaps with Prefect's import, next
     from newsmon.flows.ingest import ingest_flow
 
-    with run_settings(), showing_progress():
+    with run_settings(api), showing_progress():
         result = ingest_flow(str(config.source))
     print_ingest(result)
     raise typer.Exit(exit_code(result))
@@ -125,10 +130,12 @@ def run(ctx: typer.Context) -> None:
     config = get_config(ctx)
     require_feeds(config)
     prepare_ingest()
-    from newsmon.flows import run_settings
+    from newsmon.flows import run_settings, start_local_api
+
+    api = start_local_api()  # its start overlaps with Prefect's import, next
     from newsmon.flows.cycle import cycle_flow
 
-    with run_settings(), showing_progress():
+    with run_settings(api), showing_progress():
         result = cycle_flow(str(config.source))
     print_ingest(result.ingest)
     if result.digest is None:
@@ -138,5 +145,5 @@ def run(ctx: typer.Context) -> None:
         sent = f"mailed to {', '.join(digest.sent_to)}" if digest.sent_to else (
             f"not mailed ({digest.not_sent_because})")
         console.print(f"digest {digest.week}: {digest.articles} article(s), saved as "
-                      f"{digest.files.html}; {sent}", highlight=False)
+                      f"{digest.files.html}; {sent}", highlight=False, markup=False)
     raise typer.Exit(exit_code(result.ingest))

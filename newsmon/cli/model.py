@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 
 from newsmon.cli._app import app, console, fail, get_config
@@ -32,8 +33,8 @@ from newsmon.labels import (
     seeds_dir,
     write_labels,
 )
-from newsmon.warehouse.classify import least_confident, replace_labels
-from newsmon.warehouse.db import open_warehouse
+from newsmon.warehouse.classify import count_pending, current_model, least_confident, replace_labels
+from newsmon.warehouse.db import WarehouseBusy, open_warehouse, peek_live
 
 if TYPE_CHECKING:
     from newsmon.models.training import NewsClassifier
@@ -45,6 +46,7 @@ seeds_app = typer.Typer(help="The labelled seed set in seeds/.", no_args_is_help
 app.add_typer(model_app, name="model")
 app.add_typer(seeds_app, name="seeds")
 
+NO_MODEL = "no model trained yet: run `newsmon model train`"
 # Articles fetched per labelling session.
 LABEL_QUEUE = 50
 # Characters of the article shown while labelling: the first paragraphs.
@@ -63,12 +65,16 @@ def _labels(config: Config, extra: list[Path] | None = None) -> list[Label]:
         raise fail(str(exc)) from None
 
 
+def print_literal(message: str) -> None:
+    console.print(message, markup=False, highlight=False)
+
+
 def _describe(model: NewsClassifier) -> None:
     from newsmon.models.evaluation import classification_metrics
 
     for task in (model.topic, model.stance):
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(task.label_counts.items())) or "none"
-        console.print(f"[bold]{task.task}[/] labels ({counts})")
+        console.print(f"[bold]{task.task}[/] labels ({escape(counts)})")
         if task.classifier is not None:
             cv = task.cv_predictions()
             score = (
@@ -83,7 +89,7 @@ def _describe(model: NewsClassifier) -> None:
                 f"  keyword rule for {', '.join(model.keyword_rule.topics)}, no confidence"
             )
         if task.note:
-            console.print(f"  [yellow]cannot:[/] {task.note}", highlight=False)
+            console.print(f"  [yellow]cannot:[/] {escape(task.note)}", highlight=False)
 
 
 @model_app.command("train")
@@ -100,7 +106,7 @@ def train_command(
 
     config = get_config(ctx)
     try:
-        saved = train_and_record(config, seeds or (), report=console.print)
+        saved = train_and_record(config, seeds or (), report=print_literal)
     except (LabelFileError, NoLabelsError) as exc:
         raise fail(str(exc)) from None
     assert saved.model is not None
@@ -283,7 +289,7 @@ def _show(article: dict, session: LabelSession, total: int) -> None:
         console.print(f"stance toward {session.topic}: {keys}  x=none  n=new  u=back  q=quit")
     else:
         keys = "  ".join(f"{i}={t}" for i, t in enumerate(session.topics, 1))
-        console.print(f"topic: {keys}  0=none  s=skip  u=undo  q=quit")
+        console.print(f"topic: {keys}  0=none  s=skip  u=undo  q=quit", markup=False)
 
 
 @app.command("label")
@@ -298,7 +304,7 @@ def label_command(
     config = get_config(ctx)
     if export:
         count = write_labels(export, _labels(config))
-        console.print(f"wrote {count} label(s) to {export}")
+        console.print(f"wrote {count} label(s) to {export}", markup=False)
         return
     with open_warehouse(config) as con:
         queue = least_confident(con, limit)
@@ -339,15 +345,43 @@ def label_command(
     console.print(f"saved {len(new)} label(s) to seeds/; `newsmon model train` to use them")
 
 
+def _nothing_to_classify(config: Config) -> str | None:
+    """Why there is nothing for the classify flow to do, if so; None when there is work, or
+    when the warehouse predates a migration (the flow applies it, then looks itself)."""
+    import duckdb
+
+    try:
+        with peek_live(config) as con:
+            model = current_model(con) if con is not None else None
+            if model is None:
+                raise fail(NO_MODEL, code=1)
+            if count_pending(con, model.version):
+                return None
+            return ("nothing to classify: every stored article has a prediction from "
+                    f"{model.version}")
+    except duckdb.CatalogException:
+        return None
+    except WarehouseBusy as exc:
+        raise fail(str(exc), code=1) from None
+
+
 @app.command("classify")
 def classify_command(ctx: typer.Context) -> None:
     """Classify stored articles that lack a prediction from the current model (Prefect flow)."""
-    from newsmon.flows import run_settings
+    config = get_config(ctx)
+    # Looked at before Prefect loads and its API starts (seconds): often there is nothing to do.
+    nothing = _nothing_to_classify(config)
+    if nothing:
+        console.print(nothing, markup=False)
+        return
+    from newsmon.flows import run_settings, start_local_api
+
+    api = start_local_api()  # its start overlaps with Prefect's import, next
     from newsmon.flows.classify import classify_flow
 
-    config = get_config(ctx)
-    with run_settings():
+    with run_settings(api):
         outcome = classify_flow(config_path=str(config.source) if config.source else None)
     if outcome["model_version"] is None:
         raise fail(outcome["note"], code=1)
-    console.print(f"classified {outcome['classified']} article(s) with {outcome['model_version']}")
+    console.print(f"classified {outcome['classified']} article(s) with {outcome['model_version']}",
+                  markup=False)
