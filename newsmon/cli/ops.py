@@ -1,17 +1,19 @@
 """Operations: `newsmon sql` and `newsmon status` on the analyst copy, and `newsmon serve`.
 
 sql and status read the analyst copy that every run publishes (warehouse/analyst.py), never the
-live warehouse, so they answer while a run is writing and cannot hold a run up.
+live warehouse, so they answer while a run is writing and cannot hold a run up. sql runs what
+the analyst types in a session that can reach no other file (open_analyst_session).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
 import typer
 from cronsim import CronSim
 from rich.table import Table
@@ -21,7 +23,10 @@ from newsmon.cli._app import app, console, err_console, fail, get_config
 from newsmon.config import Config
 from newsmon.warehouse import open_reader
 from newsmon.warehouse import status as queries
-from newsmon.warehouse.analyst import export
+from newsmon.warehouse.analyst import AnalystSession, QueryError, open_analyst_session
+
+if TYPE_CHECKING:
+    import duckdb
 
 # Printing more rows than this helps no one; the exports write them all.
 MAX_PRINTED_ROWS = 1000
@@ -29,6 +34,8 @@ MAX_COLUMN_WIDTH = 60
 LAST_RUNS = 10
 NEXT_RUNS = 3
 PROMPT, CONTINUATION = "newsmon> ", "     ...> "
+# What a misspelt option looks like; no SQL statement does (a bare "--name" is only a comment).
+OPTION_LIKE = re.compile(r"-{1,2}[A-Za-z][\w-]*(=\S*)?")
 
 
 def analyst_copy(config: Config) -> Path:
@@ -55,13 +62,12 @@ def _cell(value: Any) -> Text:
     return Text(str(value))
 
 
-def show_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Run ``query`` and print its result as a table (raises duckdb.Error for a bad query)."""
-    result = con.execute(query)
-    rows = result.fetchmany(MAX_PRINTED_ROWS + 1)
+def show_result(session: AnalystSession, statement: str) -> None:
+    """Run one statement and print its result as a table (raises QueryError if it is refused)."""
+    columns, rows = session.run(statement, MAX_PRINTED_ROWS + 1)
     table = Table(show_edge=False, header_style="bold")
-    for column, *_ in result.description:
-        table.add_column(column, max_width=MAX_COLUMN_WIDTH)
+    for column in columns:
+        table.add_column(Text(column), max_width=MAX_COLUMN_WIDTH)
     for row in rows[:MAX_PRINTED_ROWS]:
         table.add_row(*(_cell(value) for value in row))
     console.print(table)
@@ -72,12 +78,21 @@ def show_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
         console.print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})", style="dim")
 
 
-def _duckdb_error(exc: duckdb.Error) -> None:
-    # DuckDB's own message is the useful part; no prefix, no traceback.
+def show_query(session: AnalystSession, sql: str) -> None:
+    """Run each statement in ``sql`` in turn and print each result as its own table; stop at
+    the first one refused (raises QueryError)."""
+    for number, statement in enumerate(session.statements(sql)):
+        if number:
+            console.print()
+        show_result(session, statement)
+
+
+def _query_error(exc: QueryError) -> None:
+    # DuckDB's own message is the useful part; no prefix, no traceback, and never markup.
     err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
 
 
-def repl(con: duckdb.DuckDBPyConnection) -> None:
+def repl(session: AnalystSession) -> None:
     """Statements end with ';' and may span lines; .tables lists tables and views; .quit ends."""
     with contextlib.suppress(ImportError):  # line editing and history, where available
         import readline  # noqa: F401
@@ -103,34 +118,46 @@ def repl(con: duckdb.DuckDBPyConnection) -> None:
         if statement.endswith(";"):
             buffer.clear()
             try:
-                show_query(con, statement)
-            except duckdb.Error as exc:
-                _duckdb_error(exc)
+                show_query(session, statement)
+            except QueryError as exc:
+                _query_error(exc)
 
 
-@app.command()
+def _is_stdout(target: Path) -> bool:
+    return str(target) == "-"
+
+
+@app.command(context_settings={
+    # A query may start with an SQL comment ("-- ..."), which click would otherwise parse as an
+    # unknown option; the command's own options are still recognised wherever they stand.
+    "ignore_unknown_options": True,
+})
 def sql(
     ctx: typer.Context,
     query: Annotated[
-        str | None, typer.Argument(help="The SQL to run; leave it out for an interactive prompt.")
+        str | None, typer.Argument(help="The SQL to run (several statements: each result is "
+                                   "shown); - reads it from standard input; leave it out for "
+                                   "an interactive prompt.")
     ] = None,
     csv: Annotated[
-        Path | None, typer.Option("--csv", help="Write the result to this CSV file.",
-                                  dir_okay=False)
+        Path | None, typer.Option("--csv", help="Write the result to this CSV file (- for "
+                                  "standard output).", dir_okay=False)
     ] = None,
     json: Annotated[
-        Path | None, typer.Option("--json", help="Write the result to this JSON file (an array).",
-                                  dir_okay=False)
+        Path | None, typer.Option("--json", help="Write the result to this JSON file, an array "
+                                  "(- for standard output).", dir_okay=False)
     ] = None,
     parquet: Annotated[
-        Path | None, typer.Option("--parquet", help="Write the result to this Parquet file.",
+        Path | None, typer.Option("--parquet", help="Write the result to this Parquet file (- "
+                                  "for standard output, when it is not a terminal).",
                                   dir_okay=False)
     ] = None,
 ) -> None:
     """Query the warehouse's analyst copy (read-only; it answers while a run is writing).
 
     Views for analysts: article_topics, weekly_topic_stance, feed_health, run_history
-    (warehouse/SCHEMA.md describes every table and view).
+    (warehouse/SCHEMA.md describes every table and view). The session reads the analyst copy
+    and nothing else: no other file, no ATTACH, COPY, INSTALL or LOAD, no SET.
     """
     config = get_config(ctx)
     targets = {fmt: path for fmt, path in (("csv", csv), ("json", json), ("parquet", parquet))
@@ -139,25 +166,45 @@ def sql(
         raise fail("give one of --csv, --json and --parquet")
     if targets and query is None:
         raise fail("--csv, --json and --parquet need a query")
+    if query is not None and OPTION_LIKE.fullmatch(query):
+        # ignore_unknown_options hands a misspelt option over as the query.
+        raise fail(f"no such option: {query} (newsmon sql --help lists them)")
+    if parquet is not None and _is_stdout(parquet) and sys.stdout.isatty():
+        raise fail("Parquet is binary: give --parquet a file name, or send standard output to a "
+                   "file or a pipe")
+    if query == "-":
+        query = sys.stdin.read()
     path = analyst_copy(config)
-    with open_reader(path, config.timezone) as con:
-        if query is None:
-            console.print(f"Read-only SQL on {_published(path, config)}.\n"
-                          "End statements with ';'. .tables lists tables and views; .quit leaves.",
-                          highlight=False, soft_wrap=True)
-            repl(con)
-            return
-        try:
-            if not targets:
-                show_query(con, query)
+    try:
+        with open_analyst_session(path, config.timezone) as session:
+            if query is None:
+                console.print(f"Read-only SQL on {_published(path, config)}.\n"
+                              "End statements with ';'. .tables lists tables and views; "
+                              ".quit leaves.", highlight=False, soft_wrap=True)
+                repl(session)
                 return
+            statements = session.statements(query)
+            if not statements:
+                raise fail("no SQL to run: the query is empty or only comments")
+            if not targets:
+                show_query(session, query)
+                return
+            if len(statements) > 1:
+                raise fail("--csv, --json and --parquet write one result: give one statement")
             ((fmt, target),) = targets.items()
-            rows = export(con, query, fmt, target)
-        except duckdb.Error as exc:
-            _duckdb_error(exc)
-            raise typer.Exit(1) from None
-    console.print(f"Wrote {rows} row{'' if rows == 1 else 's'} to {target}.", highlight=False,
-                  soft_wrap=True)
+            if _is_stdout(target):
+                rows = session.export(statements[0], fmt, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            else:
+                rows = session.export(statements[0], fmt, target)
+    except QueryError as exc:
+        _query_error(exc)
+        raise typer.Exit(1) from None
+    # Beside the data written to standard output, the count goes to standard error.
+    (err_console if _is_stdout(target) else console).print(
+        f"Wrote {rows} row{'' if rows == 1 else 's'} to "
+        f"{'standard output' if _is_stdout(target) else target}.",
+        highlight=False, markup=False, soft_wrap=True)
 
 
 def _local(value: datetime | None, config: Config) -> str:
