@@ -24,7 +24,7 @@ from newsmon.digest.charts import make_charts
 from newsmon.digest.mail import SendError, build_message, send_message, smtp_password
 from newsmon.digest.render import DigestFiles, render, save
 from newsmon.digest.report import DigestReport, gather
-from newsmon.digest.weeks import IsoWeek
+from newsmon.digest.weeks import IsoWeek, refusal
 from newsmon.warehouse.db import open_warehouse
 from newsmon.warehouse.digest import (
     DigestRecord,
@@ -46,11 +46,15 @@ class DigestNotSent(Exception):
     """Sending failed after the retries; the digest's files were saved all the same."""
 
 
+class WeekNotDue(ValueError):
+    """The week has not ended (or not begun): its digest would be incomplete."""
+
+
 @dataclass(frozen=True)
 class DigestOutcome:
     week: str
     articles: int
-    files: DigestFiles
+    files: DigestFiles | None  # None when the week had no articles: nothing was rendered
     sent_to: list[str]
     not_sent_because: str | None  # None when it was sent
 
@@ -63,11 +67,13 @@ def read_week(
 
 
 @task(cache_policy=NO_CACHE)
-def render_and_save(config: Config, report: DigestReport) -> tuple[EmailMessage, DigestFiles]:
-    charts = {} if report.empty else make_charts(report)
+def render_and_save(
+    config: Config, report: DigestReport, name: str
+) -> tuple[EmailMessage, DigestFiles]:
+    charts = make_charts(report)
     rendered = render(report, charts, config.email.subject_prefix)
     message = build_message(config.email, rendered, charts)
-    return message, save(config.digests_path, str(report.week), rendered, bytes(message))
+    return message, save(config.digests_path, name, rendered, bytes(message))
 
 
 def _retry_if_transient(task: object, task_run: object, state: State) -> bool:
@@ -106,33 +112,57 @@ def digest_flow(
     send: bool = True,
     force: bool = False,
 ) -> DigestOutcome:
-    """Render the digest for `week` (default: the last complete ISO week), save it, mail it."""
+    """Render the digest for `week` (default: the last complete ISO week), save it, mail it.
+
+    A week with no articles is neither rendered nor recorded: a feed may be down, and its
+    articles may still arrive, so the next run tries the week again. A week not ended yet is
+    refused (WeekNotDue), but the week under way can be previewed with send=False and
+    force=True: saved as <week>-preview, neither mailed nor recorded as the week's digest.
+    """
     logger = get_run_logger()
     config = load_config(Path(config_path) if config_path else None)
-    iso_week = (
-        IsoWeek.parse(week) if week else IsoWeek.last_complete(config.zone, datetime.now(UTC))
-    )
+    now = datetime.now(UTC)
+    iso_week = IsoWeek.parse(week) if week else IsoWeek.last_complete(config.zone, now)
+    refused = refusal(iso_week, config.zone, now, preview=force and not send)
+    if refused:
+        raise WeekNotDue(refused)
+    preview = not iso_week.has_ended(config.zone, now)
     run_id = str(flow_run.id)
     counts = {"articles": 0, "sent": 0}
+    files: DigestFiles | None = None
 
     with open_warehouse(config) as con:
         start_run(con, run_id, FLOW_NAME)
         try:
             report, record = read_week(con, config, iso_week)
             counts["articles"] = report.total
-            message, files = render_and_save(config, report)
-            record_render(con, str(iso_week), run_id, report.total, files.as_strings())
-            logger.info("Digest %s: %d articles, saved as %s", iso_week, report.total, files.html)
-            reason = reason_not_to_send(send, force, record, config.email.to)
-            if reason is None:
-                # Options applied here, not in the decorator, so the delays are read when it runs.
-                send_mail.with_options(
-                    retries=len(SEND_RETRY_DELAYS_SECONDS),
-                    retry_delay_seconds=SEND_RETRY_DELAYS_SECONDS,
-                )(config.email, message)
-                record_sent(con, str(iso_week), str(message["Message-ID"]), config.email.to)
-                counts["sent"] = 1
-                logger.info("Digest %s sent to %s", iso_week, ", ".join(config.email.to))
+            if report.empty:
+                reason = (
+                    f"no articles dated in {iso_week} yet: nothing to mail, and the week is "
+                    "not recorded as done"
+                )
+                logger.info("Digest %s: %s", iso_week, reason)
+            elif preview:
+                _, files = render_and_save(config, report, f"{iso_week}-preview")
+                reason = "a preview of a week not ended yet: not sent, not recorded"
+                logger.info("Preview of %s saved as %s", iso_week, files.html)
+            else:
+                message, files = render_and_save(config, report, str(iso_week))
+                record_render(con, str(iso_week), run_id, report.total, files.as_strings())
+                logger.info(
+                    "Digest %s: %d articles, saved as %s", iso_week, report.total, files.html
+                )
+                reason = reason_not_to_send(send, force, record, config.email.to)
+                if reason is None:
+                    # Options applied here, not in the decorator, so the delays are read when
+                    # it runs.
+                    send_mail.with_options(
+                        retries=len(SEND_RETRY_DELAYS_SECONDS),
+                        retry_delay_seconds=SEND_RETRY_DELAYS_SECONDS,
+                    )(config.email, message)
+                    record_sent(con, str(iso_week), str(message["Message-ID"]), config.email.to)
+                    counts["sent"] = 1
+                    logger.info("Digest %s sent to %s", iso_week, ", ".join(config.email.to))
         except SendError as exc:
             error = (
                 f"digest {iso_week} was not sent: {exc}. It was saved as {files.html} (.txt, .eml)"

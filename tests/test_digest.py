@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -415,21 +419,6 @@ def test_command_renders_without_sending_and_says_where(
     assert (config_path.parent / "warehouse" / "digests" / f"{WEEK}.html").exists()
 
 
-def test_empty_week_says_so(project: tuple[Path, Recorder], prefect_harness: None) -> None:
-    from newsmon.flows.digest import digest_flow
-
-    config_path, recorder = project
-    digest_flow(config_path=str(config_path), week="2026-W30")
-
-    message = recorder.received[0]
-    assert message["Subject"] == "[newsmon] Weekly digest 2026-W30: no articles"
-    assert "image/png" not in parts(message)
-    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
-    assert "NO ARTICLES THIS WEEK" in text
-    assert "Top stories" not in text
-    assert "No articles this week" in message.get_body(("html",)).get_content()
-
-
 def test_bad_week_is_refused_before_any_work(write_config) -> None:
     config_path = write_config(CONFIG.format(port=25, to="[]"))
 
@@ -540,3 +529,211 @@ def test_an_off_topic_week_lists_its_stories_and_draws_no_chart(write_config) ->
     assert "4 articles were judged to be on none of your topics." in text
     for title in UNRELATED_TITLES:
         assert title in html and title in text
+
+
+def add_article(database: Path, article_id: int, published: datetime, **columns: object) -> None:
+    """One more article on topic 'dprk' from the current model, as ingest and classify leave it."""
+    url = columns.get("url", f"https://late.example/{article_id}")
+    with open_writer(database) as con:
+        con.execute(
+            "INSERT INTO articles (article_id, canonical_url, title, published_at, "
+            "first_seen_at, fetched_at, site, text, word_count, content_hash, simhash, "
+            "extraction) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 100, ?, ?, 'trafilatura')",
+            [article_id, url, columns.get("title", f"Late story {article_id}"), published,
+             published, published, columns.get("site"), "Envoys met again. " * 5,
+             f"late{article_id}", article_id],
+        )  # fmt: skip
+        con.execute(
+            "INSERT INTO predictions (article_id, model_version, predicted_at, topic, "
+            "topic_confidence) VALUES (?, 'm2', ?, 'dprk', 0.9)",
+            [article_id, published],
+        )
+
+
+def test_an_empty_week_is_not_mailed_nor_recorded_and_stays_due(
+    project: tuple[Path, Recorder], prefect_harness: None
+) -> None:
+    from newsmon.flows.cycle import digest_due
+    from newsmon.flows.digest import digest_flow
+
+    config_path, recorder = project
+    config = load_config(config_path)
+    during_w31 = datetime(2026, 7, 29, 12, tzinfo=UTC)  # the week after 2026-W30 (20-26 July)
+
+    outcome = digest_flow(config_path=str(config_path), week="2026-W30")
+
+    assert recorder.attempts == 0 and outcome.sent_to == [] and outcome.files is None
+    assert outcome.not_sent_because.startswith("no articles dated in 2026-W30")
+    assert not config.digests_path.exists() or not list(config.digests_path.iterdir())
+    with open_reader(config.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM digests").fetchone() == (0,)
+        runs = con.execute("SELECT status FROM runs WHERE flow = 'digest'").fetchall()
+    assert runs == [("completed",)]
+    assert digest_due(config, during_w31) == "2026-W30"
+
+    # The week's articles arrive late (a feed was down): the next run mails the digest.
+    add_article(config.warehouse_path, 30, datetime(2026, 7, 22, 9, tzinfo=UTC))
+    outcome = digest_flow(config_path=str(config_path), week="2026-W30")
+
+    assert outcome.sent_to == RECIPIENTS and len(recorder.received) == 1
+    assert recorder.received[0]["Subject"] == "[newsmon] Weekly digest 2026-W30: 1 articles"
+    assert digest_due(config, during_w31) is None
+
+
+def test_an_empty_digest_sent_by_an_earlier_version_does_not_count_as_done(
+    project: tuple[Path, Recorder], prefect_harness: None
+) -> None:
+    from newsmon.flows.cycle import digest_due
+    from newsmon.flows.digest import digest_flow
+
+    config_path, recorder = project
+    config = load_config(config_path)
+    with open_writer(config.warehouse_path) as con:
+        con.execute(
+            "INSERT INTO digests (week, rendered_at, article_count, html_path, text_path, "
+            "eml_path, sent_at, recipients, send_count) VALUES ('2026-W30', '2026-07-27', 0, "
+            "'a.html', 'a.txt', 'a.eml', '2026-07-27', '[\"analyst@example.org\"]', 1)"
+        )
+    add_article(config.warehouse_path, 30, datetime(2026, 7, 22, 9, tzinfo=UTC))
+
+    assert digest_due(config, datetime(2026, 7, 29, 12, tzinfo=UTC)) == "2026-W30"
+    outcome = digest_flow(config_path=str(config_path), week="2026-W30")
+
+    assert outcome.sent_to == RECIPIENTS and len(recorder.received) == 1
+    with open_reader(config.warehouse_path) as con:
+        assert con.execute("SELECT article_count, send_count FROM digests").fetchall() == [(1, 2)]
+
+
+def newsmon_process(config_path: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it, in its own process, on the test session's Prefect API."""
+    from prefect.settings import PREFECT_API_URL
+
+    return subprocess.run(
+        [sys.executable, "-m", "newsmon", "--config", str(config_path), *arguments],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+    )  # fmt: skip
+
+
+def test_run_with_a_dead_feed_and_no_articles_mails_nothing_and_says_why(
+    tmp_path: Path, write_config, smtp: tuple[Recorder, int], prefect_harness: None
+) -> None:
+    recorder, port = smtp
+    dead = free_port()  # nothing listens there
+    config_path = write_config(
+        CONFIG.format(port=port, to='["desk@example.org"]')
+        + f'\n[fetch]\nallow_private_addresses = true\nretries = 0\n\n[[feeds]]\n'
+        f'url = "http://127.0.0.1:{dead}/feed.xml"\n'
+    )
+
+    finished = newsmon_process(config_path, "run")
+
+    assert finished.returncode == 1, finished.stderr  # no feed could be read
+    week = IsoWeek.last_complete(load_config(config_path).zone, datetime.now(UTC))
+    assert f"digest {week}: no articles dated in {week} yet" in finished.stdout
+    assert recorder.attempts == 0
+    with open_reader(load_config(config_path).warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM digests").fetchone() == (0,)
+
+
+def test_a_week_not_ended_is_refused_unless_previewed(
+    project: tuple[Path, Recorder], prefect_harness: None
+) -> None:
+    config_path, recorder = project
+    config = load_config(config_path)
+    current = IsoWeek.containing(datetime.now(UTC).astimezone(config.zone).date())
+    future = IsoWeek.containing(current.monday + timedelta(weeks=3))
+
+    refused = newsmon_process(config_path, "digest", "--week", str(future))
+    assert refused.returncode == 2, refused.stdout
+    assert f"{future} has not begun yet" in refused.stderr
+    refused = newsmon_process(config_path, "digest", "--week", str(current), "--no-send")
+    assert refused.returncode == 2, refused.stdout
+    assert f"{current} has not ended yet" in refused.stderr and "--force" in refused.stderr
+    refused = newsmon_process(config_path, "digest", "--week", str(future), "--no-send", "--force")
+    assert refused.returncode == 2 and f"{future} has not begun yet" in refused.stderr
+
+    # A preview of the week so far: saved beside the digests, neither mailed nor recorded.
+    add_article(config.warehouse_path, 40, datetime.now(UTC) - timedelta(seconds=1))
+    result = CliRunner().invoke(
+        app, ["--config", str(config_path), "digest", "--week", str(current), "--no-send",
+              "--force"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "preview" in result.stdout
+    assert (config.digests_path / f"{current}-preview.html").exists()
+    assert not (config.digests_path / f"{current}.html").exists()
+    assert recorder.attempts == 0
+    with open_reader(config.warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM digests").fetchone() == (0,)
+
+
+def test_outlets_are_named_as_in_article_topics(project: tuple[Path, Recorder]) -> None:
+    config = load_config(project[0])
+    feed = "http://127.0.0.1:8765/feed.xml"
+    add_article(config.warehouse_path, 50, at(19), url="http://127.0.0.1:8765/a",
+                site="127.0.0.1:8765", title="Loopback story")  # fmt: skip
+    with open_writer(config.warehouse_path) as con:
+        con.execute(
+            "INSERT INTO feeds (feed_url, name, added_at) VALUES (?, 'Loopback Times', now())",
+            [feed],
+        )
+        con.execute(
+            "INSERT INTO entries (feed_url, entry_key, url, normalized_url, fingerprint, status, "
+            "article_id, first_seen_at, last_seen_at) VALUES (?, 'a', 'http://127.0.0.1:8765/a', "
+            "'http://127.0.0.1:8765/a', 'f', 'stored', 50, ?, ?)",
+            [feed, at(19), at(19)],
+        )
+    with open_reader(config.warehouse_path) as con:
+        report = gather(con, config, IsoWeek.parse(WEEK))
+        named = dict(
+            con.execute(
+                "SELECT article_id, outlet FROM article_topics WHERE outlet IS NOT NULL"
+            ).fetchall()
+        )
+    outlets = {
+        a.article_id: a.outlet
+        for topic in report.topics
+        for story in [*topic.stories, *report.other_stories]
+        for a in story.articles
+    }
+    assert outlets[50] == "Loopback Times"
+    assert {i: o for i, o in outlets.items() if i in named} == {
+        i: named[i] for i in outlets if i in named
+    }
+    assert outlets[8] == "wx.example"  # no feed, no site name: the host
+    assert ("Loopback Times", 1) in report.topics[0].outlets
+
+
+@pytest.mark.parametrize(
+    "name", ["US-North Korea diplomacy", "Denuclearisation talks between Washington and "
+             "Pyongyang, sanctions relief and the inter-Korean railway projects"],
+)  # fmt: skip
+def test_chart_legends_fit_in_the_figure(
+    write_config, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    config_path = write_config(
+        CONFIG.format(port=25, to="[]").replace('"US-North Korea diplomacy"', json.dumps(name))
+    )
+    insert_articles(load_config(config_path).warehouse_path, STORIES, topic="dprk")
+    saved: list[Figure] = []
+    original = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda figure, *a, **k: saved.append(figure) or original(figure, *a, **k)
+    )
+
+    _, charts, *_ = render_week(config_path)
+
+    assert set(charts) == {"daily", "stance-0"} and len(saved) == 2
+    for figure in saved:
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        legends = [*figure.legends, *(a.get_legend() for a in figure.axes if a.get_legend())]
+        assert legends
+        bounds = figure.bbox
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            assert bounds.x0 <= box.x0 and box.x1 <= bounds.x1, (name, box, bounds)
+            assert bounds.y0 <= box.y0 and box.y1 <= bounds.y1, (name, box, bounds)

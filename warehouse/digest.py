@@ -17,9 +17,11 @@ from datetime import datetime
 import duckdb
 
 # Articles dated in [$from, $to), with their current prediction (NULLs when unclassified) and
-# an outlet name: the site's own name from the page, else the host of its URL.
+# the outlet named as article_topics names it (the configured name, else the title of the feed
+# that listed the article first, else the site's own name from the page), else the host of its
+# URL. Only the range's articles have their first entry looked up.
 _ARTICLES_IN_RANGE = r"""
-WITH in_range AS (
+WITH dated AS (
     SELECT *
     FROM (
         SELECT
@@ -28,11 +30,8 @@ WITH in_range AS (
             a.canonical_url AS url,
             a.text,
             a.simhash,
+            a.site,
             least(coalesce(a.published_at, a.first_seen_at), a.first_seen_at) AS dated_at,
-            coalesce(
-                nullif(trim(a.site), ''),
-                regexp_extract(a.canonical_url, '^[A-Za-z]+://(?:www\.)?([^/:?#]+)', 1)
-            ) AS outlet,
             p.model_version IS NOT NULL AS classified,
             p.topic,
             p.topic_confidence,
@@ -43,6 +42,25 @@ WITH in_range AS (
         WHERE a.first_seen_at >= $from
     )
     WHERE dated_at >= $from AND dated_at < $to
+),
+first_entry AS (
+    SELECT article_id, arg_min(feed_url, first_seen_at) AS feed_url
+    FROM entries
+    WHERE article_id IN (SELECT article_id FROM dated)
+    GROUP BY article_id
+),
+in_range AS (
+    SELECT
+        d.*,
+        coalesce(
+            f.name,
+            f.title,
+            nullif(trim(d.site), ''),
+            regexp_extract(d.url, '^[A-Za-z]+://(?:www\.)?([^/:?#]+)', 1)
+        ) AS outlet
+    FROM dated AS d
+    LEFT JOIN first_entry AS e ON e.article_id = d.article_id
+    LEFT JOIN feeds AS f ON f.feed_url = e.feed_url
 )
 """
 
@@ -140,10 +158,13 @@ ORDER BY trained_at DESC
 LIMIT 1
 """
 
+# A week's digest, if it has one. A row of no articles is not one: earlier versions mailed and
+# recorded empty weeks (a dead feed, say), which kept the week's real digest from being sent
+# once its articles arrived. Rendering the week again updates that row, keeping its history.
 DIGEST_RECORD = """
 SELECT week, rendered_at, sent_at, recipients, send_count
 FROM digests
-WHERE week = ?
+WHERE week = ? AND article_count > 0
 """
 _UPDATE_RENDER = """
 UPDATE digests

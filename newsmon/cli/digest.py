@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from newsmon.cli._app import app, console, fail, get_config
-from newsmon.digest.weeks import IsoWeek
+from newsmon.digest.weeks import IsoWeek, refusal
 from newsmon.warehouse.db import WarehouseBusy
 
 
@@ -22,16 +23,27 @@ def digest(
         bool, typer.Option("--send/--no-send", help="Mail it to email.to, or only save it.")
     ] = True,
     force: Annotated[
-        bool, typer.Option("--force", help="Mail it even if this week's digest was sent already.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Mail it even if this week's digest was sent already; with --no-send, "
+            "preview the week under way.",
+        ),
     ] = False,
 ) -> None:
-    """Render the weekly digest (HTML, text, .eml under the digests folder) and mail it."""
+    """Render the weekly digest (HTML, text, .eml under the digests folder) and mail it.
+
+    A week's digest is due once the week has ended; a week with no articles is not mailed.
+    """
     config = get_config(ctx)
     if week is not None:
         try:
-            IsoWeek.parse(week)
+            iso_week = IsoWeek.parse(week)
         except ValueError as exc:
             raise fail(f"--week: {exc}") from None
+        refused = refusal(iso_week, config.zone, datetime.now(UTC), preview=force and not send)
+        if refused:
+            raise fail(f"--week: {refused}")
     # Imported here: Prefect takes seconds to import, and only this command needs the flow.
     from newsmon.flows import run_settings
     from newsmon.flows.digest import DigestNotSent, digest_flow
@@ -46,12 +58,17 @@ def digest(
             )
     except (DigestNotSent, WarehouseBusy) as exc:
         raise fail(str(exc), code=1) from None
+    if outcome.files is None:
+        console.print(f"Digest {outcome.week}: {outcome.not_sent_because}.", highlight=False,
+                      markup=False)
+        return
     console.print(
         f"Digest {outcome.week}: {outcome.articles} articles. Saved {outcome.files.html} "
         "(and .txt, .eml).",
         highlight=False,
+        markup=False,
     )
     if outcome.sent_to:
-        console.print(f"Sent to {', '.join(outcome.sent_to)}.", highlight=False)
+        console.print(f"Sent to {', '.join(outcome.sent_to)}.", highlight=False, markup=False)
     else:
-        console.print(outcome.not_sent_because, highlight=False)
+        console.print(outcome.not_sent_because, highlight=False, markup=False)

@@ -140,6 +140,9 @@ def run(ctx: typer.Context) -> None:
     print_ingest(result.ingest)
     if result.digest is None:
         console.print(f"digest {result.digest_week}: already done, none due")
+    elif result.digest.files is None:  # an empty week: nothing rendered, tried again next run
+        console.print(f"digest {result.digest.week}: {result.digest.not_sent_because}",
+                      highlight=False, markup=False)
     else:
         digest = result.digest
         sent = f"mailed to {', '.join(digest.sent_to)}" if digest.sent_to else (

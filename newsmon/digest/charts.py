@@ -7,11 +7,13 @@ Colours are from the Okabe-Ito palette, which stays distinguishable with colour 
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import make_msgid
 
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -26,6 +28,12 @@ UNCLASSIFIED_COLOUR = "#BBBBBB"
 STANCE_COLOURS = {"favor": "#009E73", "against": "#D55E00", "neutral": "#8C8C8C", None: "#D9D9D9"}
 OTHER_STANCE_COLOURS = ("#0072B2", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442")
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+LEGEND_FONT_SIZE = 7
+# Legend labels are wrapped at this many characters: at 7 pt a line of even the widest letters
+# is narrower than the figure, so a legend in one column always fits.
+LEGEND_WRAP = 40
+# Fixed margins, as fractions of the plot's height (without the legend) and the figure's width.
+MARGIN_TOP, MARGIN_BOTTOM, MARGIN_LEFT, MARGIN_RIGHT = 0.08, 0.11, 0.09, 0.03
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,45 @@ def stance_label(stance: str | None) -> str:
 def _figure(height: float) -> Figure:
     figure = Figure(figsize=(WIDTH_INCHES, height), dpi=DPI)
     figure.set_facecolor("white")
-    # Fixed margins (room for the legend on the right) rather than a layout engine: the charts
-    # are the digest's largest cost, and constrained layout measures every label again.
-    figure.subplots_adjust(left=0.09, right=0.79, top=0.92, bottom=0.11)
     return figure
+
+
+def _legend_below(figure: Figure, axes: Axes) -> None:
+    """The legend under the plot, in as many columns as fit; the figure grows to hold it.
+
+    Below the plot a legend has the figure's whole width, so a long topic name is wrapped,
+    never cut off at the edge. The margins are set from the legend's measured size rather than
+    by a layout engine: the charts are the digest's largest cost, and constrained layout
+    measures every label again.
+    """
+    handles, labels = axes.get_legend_handles_labels()
+    labels = [textwrap.fill(label, LEGEND_WRAP) for label in labels]
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    usable = figure.bbox.width * (1 - 2 * MARGIN_RIGHT)
+    for columns in range(len(labels), 0, -1):
+        legend = figure.legend(
+            handles,
+            labels,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0),
+            ncols=columns,
+            fontsize=LEGEND_FONT_SIZE,
+            frameon=False,
+        )
+        extent = legend.get_window_extent(renderer)
+        if extent.width <= usable or columns == 1:
+            break
+        legend.remove()
+    plot_height = figure.get_figheight()
+    legend_height = extent.y1 / figure.dpi
+    height = plot_height + legend_height
+    figure.set_figheight(height)
+    figure.subplots_adjust(
+        left=MARGIN_LEFT,
+        right=1 - MARGIN_RIGHT,
+        top=1 - MARGIN_TOP * plot_height / height,
+        bottom=(MARGIN_BOTTOM * plot_height + legend_height) / height,
+    )
 
 
 def _finish(figure: Figure) -> bytes:
@@ -98,7 +141,7 @@ def daily_chart(report: DigestReport) -> Chart | None:
     # Counts of articles: whole numbers on the axis, never 0.2, 0.4...
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("articles", fontsize=8)
-    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    _legend_below(figure, axes)
     days = ", ".join(f"{day} {n}" for day, n in zip(DAY_NAMES, bottom, strict=True))
     busiest = max(range(7), key=lambda i: bottom[i])
     alt = (
@@ -150,7 +193,7 @@ def stance_chart(topic: TopicReport, index: int) -> Chart | None:
     _style(axes)
     axes.set_ylim(0, 108)
     axes.set_ylabel("% of articles", fontsize=8)
-    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    _legend_below(figure, axes)
 
     def describe(counts: dict[str | None, int], total: int) -> str:
         if not total:

@@ -179,8 +179,8 @@ ENVIRONMENT = _environment()
 
 
 def subject(report: DigestReport, prefix: str) -> str:
-    what = f"{report.total} articles" if report.total else "no articles"
-    return f"{prefix} Weekly digest {report.week}: {what}".strip()
+    # Never 'no articles': a week with none is not rendered (newsmon.flows.digest).
+    return f"{prefix} Weekly digest {report.week}: {report.total} articles".strip()
 
 
 def render(

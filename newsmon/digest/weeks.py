@@ -38,6 +38,9 @@ class IsoWeek:
         """The most recent week that has ended, by the calendar of `zone`."""
         return cls.containing(now.astimezone(zone).date()).previous()
 
+    def has_ended(self, zone: ZoneInfo, now: datetime) -> bool:
+        return now >= self.end(zone)
+
     def __str__(self) -> str:
         return f"{self.year}-W{self.week:02d}"
 
@@ -59,3 +62,29 @@ class IsoWeek:
     def end(self, zone: ZoneInfo) -> datetime:
         """The next Monday 00:00 local time: the exclusive end of the week."""
         return datetime.combine(self.monday + timedelta(days=7), time(), tzinfo=zone)
+
+
+def refusal(week: IsoWeek, zone: ZoneInfo, now: datetime, preview: bool) -> str | None:
+    """Why `week` can have no digest at `now`, or None when it can.
+
+    A digest covers a whole week, so it is due once the week has ended. The week under way may
+    be previewed (rendered as it stands, neither mailed nor recorded); a week not begun has
+    nothing to show.
+    """
+    if week.has_ended(zone, now):
+        return None
+    if now < week.start(zone):
+        return (
+            f"{week} has not begun yet (it begins {_moment(week.start(zone))}); "
+            "a week's digest is due once the week has ended"
+        )
+    if preview:
+        return None
+    return (
+        f"{week} has not ended yet (it ends {_moment(week.end(zone))}); its digest is due then. "
+        "To preview the week so far without mailing or recording it, add --no-send --force"
+    )
+
+
+def _moment(moment: datetime) -> str:
+    return f"{moment:%a} {moment.day} {moment:%b %Y %H:%M} {moment.tzinfo}"
