@@ -12,7 +12,6 @@ group of polls that arrived together or per page batch.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import queue
 import sys
 import threading
@@ -40,6 +39,7 @@ from newsmon.flows.classify import classify_flow
 from newsmon.http import Fetcher, FetchLimits, FetchResult, RequestSlots
 from newsmon.ingest import (
     BatchOutcome,
+    DownloadLoad,
     FeedPoll,
     FeedState,
     KnownArticles,
@@ -174,20 +174,20 @@ def poll_feeds(states: Sequence[FeedState], fetcher: Fetcher, workers: Extractor
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def download_and_extract(
     jobs: Sequence[PageJob], fetcher: Fetcher, workers: ExtractorPool,
-    on_downloaded: Callable[[], None],
+    on_downloaded: Callable[[int], None],
 ) -> tuple[list[FetchResult], dict[str, ExtractionOutcome]]:
     """Download a batch of pages (HTML only) and extract them in the worker processes; each
     page goes to the workers as soon as it has arrived, while the others still download.
-    ``on_downloaded`` is called when every download of the batch has finished."""
+    ``on_downloaded`` is called with each page's index as its download ends."""
     results: dict[int, FetchResult] = {}
 
     def downloaded() -> Iterator[tuple[str, bytes, str]]:
         for index, result in fetcher.iter_many([(job.url, None) for job in jobs], html_only=True):
             results[index] = result
+            on_downloaded(index)
             if result.ok and result.content is not None:
                 job = jobs[index]
                 yield job.normalized_url, result.content, result.final_url or job.url
-        on_downloaded()
 
     outcomes = workers.extract_many(downloaded())
     return [results[index] for index in range(len(jobs))], {o.key: o for o in outcomes}
@@ -225,7 +225,8 @@ class _PageBatch:
     """A batch of pages sent to be downloaded and extracted, until it is stored."""
 
     jobs: list[PageJob]
-    future: PrefectFuture
+    future: PrefectFuture | None = None
+    downloading: set[int] = field(default_factory=set)  # indexes of jobs still downloading
 
 
 class _IngestRun:
@@ -237,9 +238,11 @@ class _IngestRun:
     takes in whatever else has arrived with it, and acts:
     - polls that have arrived are recorded in one transaction, and their pending entries
       queued as page jobs, so a slow feed holds up only its own pages;
-    - a batch goes out when the previous one has downloaded (each uses every connection
-      slot), at most ``BATCHES_IN_FLIGHT`` at once, as soon as it is full, or at once when
-      the workers have nothing else, or when there is nothing more to wait for;
+    - a batch goes out when the pages out for download leave room for it (``DownloadLoad``:
+      it takes only pages whose host has a connection slot to spare, so a slow host keeps
+      only its own pages waiting), at most ``BATCHES_IN_FLIGHT`` at once, as soon as it is
+      full, or at once when the workers have nothing else, or when there is nothing more to
+      wait for;
     - extracted batches are stored in the order they went out.
     A story in several feeds is downloaded once: an entry whose page is already out joins
     that page's job, and its batch links it when stored.
@@ -257,7 +260,7 @@ class _IngestRun:
         self.queued: dict[str, list[PendingEntry]] = {}  # by normalised URL, not yet sent
         self.sent: deque[_PageBatch] = deque()  # out for download and extraction, in order
         self.out_for: dict[str, tuple[_PageBatch, int]] = {}  # normalised URL -> its batch
-        self.downloading: list[PageJob] | None = None  # the jobs of the batch downloading
+        self.load = DownloadLoad(config.fetch.concurrency, config.fetch.per_host_concurrency)
         self.known: KnownArticles | None = None
         self.page_fetcher: Fetcher | None = None
 
@@ -273,9 +276,9 @@ class _IngestRun:
         self.known = store.load_known(con)
         # Entries left pending by earlier runs (failed for now, or never reached) go first.
         self._queue(store.pending_entries(con, now))
-        slots = RequestSlots(config.fetch.concurrency, config.fetch.per_host_concurrency)
         feed_limits = FetchLimits.from_settings(config.fetch, config.fetch.max_feed_bytes)
         page_limits = FetchLimits.from_settings(config.fetch, config.fetch.max_page_bytes)
+        slots = RequestSlots.from_limits(page_limits)
         logins = [feed.login for feed in config.feeds if feed.login]
         with (
             Fetcher(feed_limits, slots=slots, logins=logins) as feed_fetcher,
@@ -314,11 +317,18 @@ class _IngestRun:
                 for poll in payload.result():  # raises when the task failed for good
                     polls.setdefault(poll.feed_url, poll)
                 self.poll_tasks_left -= 1
-            elif kind == "downloaded" and payload is self.downloading:
-                self.downloading = None
+            elif kind == "downloaded":
+                batch, index = payload
+                self._downloaded(batch, [index] if index is not None else list(batch.downloading))
         self._record([poll for url, poll in polls.items() if url not in self.recorded])
         while self.sent and self.sent[0].future.wrapped_future.done():
             self._store_oldest()
+
+    def _downloaded(self, batch: _PageBatch, indexes: Sequence[int]) -> None:
+        for index in indexes:
+            if index in batch.downloading:
+                batch.downloading.remove(index)
+                self.load.done(batch.jobs[index].normalized_url)
 
     def _record(self, polls: Sequence[FeedPoll]) -> None:
         if not polls:
@@ -366,24 +376,27 @@ class _IngestRun:
         progress.extend("articles", new_pages)  # a page is one step, however many link to it
 
     def _send_if_due(self) -> None:
-        if self.downloading is not None or len(self.sent) >= BATCHES_IN_FLIGHT or not self.queued:
+        if len(self.sent) >= BATCHES_IN_FLIGHT or not self.queued:
             return
         size = self.config.ingest.batch_size
         more_to_come = self.poll_tasks_left > 0
         if len(self.queued) < size and more_to_come and self.sent:
             return  # the workers have pages: wait for a fuller batch
-        urls = list(itertools.islice(self.queued, size))
+        urls = self.load.pick(iter(self.queued), size)
+        if not urls:
+            return  # every host with pages waiting has all its slots in use
         jobs = page_jobs([entry for url in urls for entry in self.queued.pop(url)])
+        batch = _PageBatch(jobs, downloading=set(range(len(jobs))))
+        self.load.add([job.normalized_url for job in jobs])
         # The task gets its own list: entries that join a job later change only this one.
-        future = download_and_extract.submit(quote(list(jobs)), self.page_fetcher, self.workers,
-                                             lambda: self.events.put(("downloaded", jobs)))
+        batch.future = download_and_extract.submit(
+            quote(list(jobs)), self.page_fetcher, self.workers,
+            lambda index: self.events.put(("downloaded", (batch, index))))
         # Extracted, or failed before its downloads ended: either way the loop must wake.
-        future.wrapped_future.add_done_callback(
-            lambda _: self.events.put(("downloaded", jobs)))
-        batch = _PageBatch(jobs, future)
+        batch.future.wrapped_future.add_done_callback(
+            lambda _: self.events.put(("downloaded", (batch, None))))
         self.sent.append(batch)
         self.out_for.update({job.normalized_url: (batch, i) for i, job in enumerate(jobs)})
-        self.downloading = jobs
 
     def _store_oldest(self) -> None:
         batch = self.sent.popleft()

@@ -77,6 +77,10 @@ class FetchSettings(_Section):
     concurrency: int = Field(default=16, gt=0)
     # Outlets rate-limit crawlers; two at a time per host is polite and still overlaps latency.
     per_host_concurrency: int = Field(default=2, gt=0)
+    # A host that let this many requests time out is skipped for the rest of the run (its pages
+    # wait for the next run, no attempt used): a host that accepts connections and never
+    # answers would otherwise hold connection slots for a deadline per page.
+    host_timeouts_per_run: int = Field(default=2, gt=0)
     # Some servers send the same ETag for a changed feed; an unconditional fetch every N polls
     # catches what they hide (hourly polling: once a day).
     full_fetch_every: int = Field(default=24, ge=1)

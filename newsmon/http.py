@@ -45,6 +45,8 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Retry-After can ask for hours; a batch must not stall on one host for longer than this.
 RETRY_AFTER_CAP_SECONDS = 30.0
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Timed-out attempts, which count towards giving up on their host for the run.
+_TIMEOUT_KINDS = frozenset({"timeout", "deadline"})
 # Asking again cannot change these outcomes; for http_status it depends on the code.
 _PERMANENT_KINDS = frozenset(
     {"blocked", "scheme", "invalid_url", "not_html", "too_large", "redirects", "encoding"}
@@ -76,6 +78,7 @@ class FetchLimits:
     allow_private_addresses: bool
     concurrency: int
     per_host_concurrency: int
+    host_timeouts_per_run: int = 2
 
     @classmethod
     def from_settings(cls, settings: FetchSettings, max_bytes: int) -> FetchLimits:
@@ -91,6 +94,7 @@ class FetchLimits:
             allow_private_addresses=settings.allow_private_addresses,
             concurrency=settings.concurrency,
             per_host_concurrency=settings.per_host_concurrency,
+            host_timeouts_per_run=settings.host_timeouts_per_run,
         )
 
 
@@ -473,17 +477,25 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 class RequestSlots:
-    """How many requests may be open at once, in all and per host.
+    """How many requests may be open at once, in all and per host, and which hosts are given up.
 
     One is shared by the fetchers of a run (feeds and pages have different size caps, so each
-    has its own `Fetcher`), so that together they keep to a few requests per host.
+    has its own `Fetcher`), so that together they keep to a few requests per host. A host whose
+    requests have timed out ``give_up_after`` times is skipped for the rest of the run: one that
+    accepts connections and never answers would otherwise hold its slots for a deadline a page.
     """
 
-    def __init__(self, concurrency: int, per_host_concurrency: int) -> None:
+    def __init__(self, concurrency: int, per_host_concurrency: int, give_up_after: int) -> None:
         self._overall = threading.BoundedSemaphore(concurrency)
         self._per_host_concurrency = per_host_concurrency
+        self._give_up_after = give_up_after
         self._hosts: dict[str, threading.BoundedSemaphore] = {}
+        self._timeouts: dict[str, int] = {}
         self._hosts_lock = threading.Lock()
+
+    @classmethod
+    def from_limits(cls, limits: FetchLimits) -> RequestSlots:
+        return cls(limits.concurrency, limits.per_host_concurrency, limits.host_timeouts_per_run)
 
     @contextmanager
     def hold(self, url: str) -> Iterator[None]:
@@ -496,6 +508,20 @@ class RequestSlots:
                 self._hosts[key] = host
         with host, self._overall:
             yield
+
+    def note_timeout(self, url: str) -> None:
+        key = _host_key(url)
+        with self._hosts_lock:
+            self._timeouts[key] = self._timeouts.get(key, 0) + 1
+
+    def given_up(self, url: str) -> str | None:
+        """Why url's host is skipped for the rest of the run, or None if it is not."""
+        key = _host_key(url)
+        timeouts = self._timeouts.get(key, 0)
+        if timeouts < self._give_up_after:
+            return None
+        return (f"host {key} skipped for the rest of this run: {self._give_up_after} requests "
+                "to it timed out")
 
 
 class Fetcher:
@@ -533,7 +559,7 @@ class Fetcher:
             trust_env=False,
         )
         # Shared by every get(), so concurrent get_many() calls are polite together too.
-        self._slots = slots or RequestSlots(limits.concurrency, limits.per_host_concurrency)
+        self._slots = slots or RequestSlots.from_limits(limits)
 
     def __enter__(self) -> Fetcher:
         return self
@@ -659,13 +685,19 @@ class Fetcher:
         """Attempt url until it answers, retrying only what a second try can fix.
 
         A wait that would end past the deadline is not started: the last error is more useful
-        than "deadline exceeded".
+        than "deadline exceeded". Nor is a retry to a host given up on for the run; a host
+        already given up on is not asked at all (``host_skipped``).
         """
+        skipped = self._slots.given_up(url)
+        if skipped is not None:
+            return _Outcome(error=skipped, kind="host_skipped")
         attempt = 0
         while True:
             requested_at = datetime.now(UTC)
             started = time.monotonic()
             outcome = self._attempt(url, headers, deadline, html_only)
+            if outcome.kind in _TIMEOUT_KINDS:
+                self._slots.note_timeout(url)
             records.append(
                 RequestRecord(
                     url=redact_url(url),
@@ -676,7 +708,8 @@ class Fetcher:
                     error=outcome.error,
                 )
             )
-            if not outcome.retryable or attempt >= self._limits.retries:
+            given_up = self._slots.given_up(url) is not None
+            if not outcome.retryable or attempt >= self._limits.retries or given_up:
                 return outcome
             delay = outcome.retry_after
             if delay is None:

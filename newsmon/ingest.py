@@ -162,6 +162,57 @@ def page_jobs(pending: Sequence[PendingEntry]) -> list[PageJob]:
     return [PageJob(group[0].url, url, tuple(group)) for url, group in groups.items()]
 
 
+def host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+class DownloadLoad:
+    """Pages out for download and not yet downloaded, by host, and what may go out next.
+
+    A page goes out only when its host has a connection slot to spare (fewer of its pages out
+    than ``per_host``) and the run has one overall, so a host that is slow to answer keeps only
+    its own pages waiting while the other hosts' pages go on.
+    """
+
+    def __init__(self, concurrency: int, per_host: int) -> None:
+        self._concurrency = concurrency
+        self._per_host = per_host
+        self._out: dict[str, int] = {}
+
+    def _busy(self) -> int:
+        return sum(min(count, self._per_host) for count in self._out.values())
+
+    def pick(self, urls: Iterator[str] | Sequence[str], size: int) -> list[str]:
+        """Up to ``size`` of ``urls``, in order, whose hosts have room now (none if the run's
+        connections are all in use)."""
+        if self._busy() >= self._concurrency:
+            return []
+        picked: list[str] = []
+        for url in urls:
+            if self._out.get(host_of(url), 0) < self._per_host:
+                picked.append(url)
+                if len(picked) == size:
+                    break
+        return picked
+
+    def add(self, urls: Sequence[str]) -> None:
+        for url in urls:
+            host = host_of(url)
+            self._out[host] = self._out.get(host, 0) + 1
+
+    def done(self, url: str) -> None:
+        """Count url's download as ended."""
+        host = host_of(url)
+        left = self._out[host] - 1
+        if left:
+            self._out[host] = left
+        else:
+            del self._out[host]
+
+
 @dataclass(frozen=True)
 class ArticleRecord:
     article_id: int
@@ -292,8 +343,9 @@ def resolve_pages(
     outcome = BatchOutcome()
 
     def settle(job: PageJob, status: str, article_id: int | None, final_url: str | None,
-               error: str | None = None, retry_after: datetime | None = None) -> None:
-        attempts = job.attempts + (1 if status in ("pending", "parked") else 0)
+               error: str | None = None, retry_after: datetime | None = None,
+               attempted: bool = True) -> None:
+        attempts = job.attempts + (1 if attempted and status in ("pending", "parked") else 0)
         for index, entry in enumerate(job.entries):
             # Entries beyond the first that share a stored page are duplicates of it.
             entry_status = "duplicate" if status == "stored" and index else status
@@ -319,6 +371,11 @@ def resolve_pages(
 
     for job, result in zip(jobs, fetched, strict=True):
         final_url = normalize_url(result.final_url) if result.final_url else None
+        if result.error_kind == "host_skipped":
+            # Never requested: it waits for the next run without using up an attempt.
+            outcome.failed += 1
+            settle(job, "pending", job.article_id, None, result.error, attempted=False)
+            continue
         if not result.ok:
             give_up_or_retry(job, result.error or "download failed", result.permanent, final_url)
             continue

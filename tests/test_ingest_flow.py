@@ -410,3 +410,91 @@ def test_a_run_records_a_bounded_error_summary(site, write_config, tmp_path):
     (errors,) = query(warehouse, "SELECT errors::VARCHAR[] FROM runs WHERE flow = 'ingest'")[0]
     assert len(errors) == 101
     assert errors[-1] == "... and 200 more errors (see fetch_log and entries.last_error)"
+
+
+class SilentHost:
+    """A host that accepts connections and never answers; it notes when each one is given up."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.connected = threading.Event()
+        self.closed_at: list[float] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+            self.connected.set()
+            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection) -> None:
+        with connection:
+            while connection.recv(65536):  # the request, then nothing until the client leaves
+                pass
+        with self._lock:
+            self.closed_at.append(time.monotonic())
+
+    def url(self, path: str) -> str:
+        # "localhost", not 127.0.0.1: another host to newsmon than the healthy site.
+        return f"http://localhost:{self.port}{path}"
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_silent_host_holds_up_neither_the_other_hosts_nor_the_run(site, write_config, tmp_path):
+    silent = SilentHost()
+    requested_at: dict[str, float] = {}
+
+    def healthy_page(n: int):
+        body = article_page(f"Healthy {n}", article_text(200 + n))
+
+        def handler(request: Request) -> Response:
+            requested_at[request.path] = time.monotonic()
+            return Response(body, content_type="text/html")
+
+        return handler
+
+    for n in range(4):
+        site.routes[f"/healthy/{n}.html"] = healthy_page(n)
+    site.feed("/silent-links.xml", rss20("Silent", [
+        Item(f"Silent {n}", silent.url(f"/{n}.html"), f"s{n}") for n in range(10)]))
+    # The healthy feed answers once the silent host's pages are out, so they go first.
+    answered: list[bool] = []
+    site.routes["/healthy.xml"] = feed_after(silent.connected, rss20("Healthy", [
+        Item(f"Healthy {n}", site.url(f"/healthy/{n}.html"), f"h{n}") for n in range(4)]),
+        answered)
+    config = write_config(config_text(site, ["/silent-links.xml", "/healthy.xml"]))
+    warehouse = tmp_path / "wh" / "newsmon.duckdb"
+    try:
+        result = ingest_flow(str(config))
+    finally:
+        silent.close()
+
+    assert answered == [True]
+    assert result.summary.articles_new == 4
+    # Every healthy page was requested before the first request to the silent host timed out.
+    assert len(requested_at) == 4
+    assert max(requested_at.values()) < min(silent.closed_at)
+    # Two pages' requests timed out; the host was then given up on (one of them may have been
+    # retried as the other was still timing out: 20 connections before this was fixed). The
+    # other eight pages were never requested this run and wait for the next one without having
+    # used an attempt.
+    assert silent.accepted <= 3
+    rows = query(warehouse, "SELECT attempts, count(*) FROM entries WHERE status = 'pending' "
+                            "GROUP BY attempts ORDER BY attempts")
+    assert rows == [(0, 8), (1, 2)]
+    skipped = query(warehouse, "SELECT DISTINCT last_error FROM entries WHERE attempts = 0 "
+                               "AND status = 'pending'")
+    assert skipped == [("host localhost skipped for the rest of this run: 2 requests to it "
+                        "timed out",)]

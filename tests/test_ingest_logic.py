@@ -133,3 +133,22 @@ def test_a_copy_with_a_rewritten_sentence_is_a_near_duplicate_but_a_short_text_i
                              {third[0].url: page(third[0].url, edited + " Extra words.")},
                              known, iter([3]), strict, NOW)
     assert [a.article_id for a in separate.new_articles] == [3]
+
+
+def test_download_load_sends_only_pages_whose_host_has_a_slot_to_spare():
+    from newsmon.ingest import DownloadLoad
+
+    load = DownloadLoad(concurrency=3, per_host=2)
+    slow = [f"http://slow.test/{n}" for n in range(5)]
+    load.add(slow)  # five pages out for one host: both its slots in use
+    queued = [*slow[:1], "http://slow.test/later", "http://fast.test/1", "http://fast.test/2"]
+    assert load.pick(queued, 10) == ["http://fast.test/1", "http://fast.test/2"]
+    assert load.pick(queued, 1) == ["http://fast.test/1"]
+    load.add(["http://fast.test/1"])
+    # Three connections in use (two slow, one fast): the run's limit, so nothing more goes.
+    assert load.pick(queued, 10) == []
+    for url in slow[:3]:
+        load.done(url)
+        assert load.pick(["http://slow.test/later"], 10) == []  # two or more still out
+    load.done(slow[3])  # one left: room for another of its pages
+    assert load.pick(["http://slow.test/later"], 10) == ["http://slow.test/later"]
