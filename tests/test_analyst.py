@@ -413,6 +413,10 @@ def test_errors_are_printed_literally(analyst_config):
     assert done.returncode == 1
     assert "[bold]no_such[/bold]" in done.stderr
 
+    shown = newsmon_process(analyst_config, "sql", "SELECT '[red]a[/red]' AS \"[b]h[/b]\"")
+    assert shown.returncode == 0, shown.stderr
+    assert "[b]h[/b]" in shown.stdout and "[red]a[/red]" in shown.stdout
+
 
 def test_a_failed_export_leaves_the_earlier_file_as_it_was(analyst_config):
     target = analyst_config.parent / "out.csv"
