@@ -66,3 +66,29 @@ def test_the_command_script_does_not_import_the_cli_until_it_runs():
         capture_output=True, text=True, check=True,
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_ingest_names_a_feed_read_with_a_warning(site, write_config):
+    for n in range(3):
+        site.page(f"/w/{n}.html", article_page(f"Story {n}", article_text(40 + n)))
+    site.feed("/many.xml", rss20("Many", [Item(f"Story {n}", site.url(f"/w/{n}.html"), f"w{n}")
+                                          for n in range(3)]))
+    config = write_config(config_text(site, ["/many.xml"]).replace(
+        "batch_size = 4", "batch_size = 4\nmax_new_entries_per_poll = 1"))
+
+    result = CliRunner().invoke(app, ["--config", str(config), "ingest"])
+
+    assert result.exit_code == 0, result.output
+    assert (f"feed warning {site.url('/many.xml')}: took the newest 1 of 3 new entries; "
+            "the rest wait for later polls") in result.output
+
+
+def test_the_demo_folder_is_ignored_by_git():
+    import inspect
+    from pathlib import Path
+
+    from newsmon.cli.demo import demo
+
+    default = inspect.signature(demo).parameters["directory"].default
+    ignored = (Path(__file__).parents[1] / ".gitignore").read_text().splitlines()
+    assert f"{default}/" in ignored

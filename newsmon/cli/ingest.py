@@ -60,7 +60,7 @@ def showing_progress() -> Iterator[None]:
 
 
 def print_ingest(result: IngestResult) -> None:
-    """The run summary, then one line per failed feed."""
+    """The run summary, then one line per failed feed and per feed read with a warning."""
     s = result.summary
     console.print(f"[bold]ingest[/] run {result.run_id}", highlight=False)
     console.print(f"  feeds:    {s.feeds_ok} read, {s.feeds_unchanged} unchanged (304), "
@@ -69,7 +69,12 @@ def print_ingest(result: IngestResult) -> None:
                   f"{s.articles_duplicate} duplicate, {s.articles_failed} failed (retried later), "
                   f"{s.articles_parked} parked")
     for url, error in result.feed_errors.items():
-        console.print(f"[red]feed failed[/] {escape(url)}: {escape(error)}", highlight=False)
+        # soft_wrap: a long URL is left whole for the terminal to wrap, and can be copied.
+        console.print(f"[red]feed failed[/] {escape(url)}: {escape(error)}", highlight=False,
+                      soft_wrap=True)
+    for url, warning in result.feed_warnings.items():
+        console.print(f"[yellow]feed warning[/] {escape(url)}: {escape(warning)}",
+                      highlight=False, soft_wrap=True)
     if result.network_unreachable:
         console.print(f"[bold yellow]{OFFLINE_HINT}[/]")
     if result.classified is not None:
