@@ -7,12 +7,18 @@ One JSON object a line: ``{"id", "title", "text", "topic", "stance"}`` plus opti
 
 seeds/ is the labelled baseline and the source of truth: ``labels.jsonl`` holds the shipped seed
 labels (whose text may be a ``text_file`` beside it, so the seed documents stay as given) and
-``user_labels.jsonl`` everything users added, appended, so labels survive a warehouse rebuild.
+``user_labels.jsonl`` everything users added, so labels survive a warehouse rebuild.
+
+The id is a label's identity: there is one label per id, and a label given again under the same
+id is the same label (skipped) or, if anything in it differs, a correction (it replaces the
+older one). ``newsmon label`` uses the article's URL as the id; an imported file uses its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -46,6 +52,12 @@ class Label:
     source: str | None = None
     origin: str = "import"
     labelled_at: str | None = None
+
+    def content(self) -> tuple:
+        """What the label says: equal content under one id is the same label, wherever and
+        whenever it was made."""
+        return (self.id, self.title, self.text, self.topic, self.stance, self.url,
+                self.published, self.source)
 
     def to_json(self) -> dict:
         """The import format (plus origin and labelled_at, which the import ignores)."""
@@ -107,8 +119,13 @@ def parse_label(record: object, base_dir: Path | None = None, origin: str = "imp
     )
 
 
-def read_labels(path: Path, origin: str = "import", allow_text_file: bool = False) -> list[Label]:
-    """Every label in a JSONL file, or LabelFileError naming each bad line: never part of a file."""
+def read_labels(
+    path: Path, origin: str = "import", allow_text_file: bool = False, later_wins: bool = False
+) -> list[Label]:
+    """Every label in a JSONL file, or LabelFileError naming each bad line: never part of a file.
+
+    A repeated id is a bad line, unless ``later_wins``: then the later line replaces the earlier
+    (user_labels.jsonl as earlier releases appended to it)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -118,6 +135,7 @@ def read_labels(path: Path, origin: str = "import", allow_text_file: bool = Fals
     labels: list[Label] = []
     errors: list[str] = []
     first_line: dict[str, int] = {}
+    position: dict[str, int] = {}
     base_dir = path.parent if allow_text_file else None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -131,9 +149,15 @@ def read_labels(path: Path, origin: str = "import", allow_text_file: bool = Fals
             errors.append(f"line {number}: {exc}")
             continue
         if label.id in first_line:
-            errors.append(f"line {number}: id {label.id!r} repeats line {first_line[label.id]}")
+            if later_wins:
+                labels[position[label.id]] = label
+            else:
+                errors.append(
+                    f"line {number}: id {label.id!r} repeats line {first_line[label.id]}"
+                )
             continue
         first_line[label.id] = number
+        position[label.id] = len(labels)
         labels.append(label)
     if errors:
         shown = errors[:MAX_ERRORS_SHOWN]
@@ -145,12 +169,21 @@ def read_labels(path: Path, origin: str = "import", allow_text_file: bool = Fals
     return labels
 
 
-def write_labels(path: Path, labels: Iterable[Label], append: bool = False) -> int:
-    """Write labels in the import format; one write call, so a crash leaves no half line."""
+def write_labels(path: Path, labels: Iterable[Label]) -> int:
+    """Write labels in the import format. The file is written beside ``path`` and renamed over
+    it, so a reader, or a crash, sees the old file or the new one, never part of either."""
     lines = [json.dumps(label.to_json(), ensure_ascii=False) + "\n" for label in labels]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a" if append else "w", encoding="utf-8") as out:
-        out.write("".join(lines))
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write("".join(lines))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return len(lines)
 
 
@@ -162,18 +195,50 @@ def load_seeds(seeds_dir: Path) -> list[Label]:
         for label in read_labels(seed_file, origin="seed", allow_text_file=True):
             by_id[label.id] = label
     if user_file.exists():
-        for label in read_labels(user_file, origin="import"):
+        for label in read_labels(user_file, origin="import", later_wins=True):
             by_id[label.id] = label
     return list(by_id.values())
 
 
-def add_user_labels(seeds_dir: Path, labels: Sequence[Label], origin: str) -> int:
-    """Append labels to seeds/user_labels.jsonl, stamped with their origin and time."""
+@dataclass(frozen=True)
+class LabelChanges:
+    """What adding labels did: ids not seen before, corrections of a label, and labels that
+    were there already (skipped)."""
+
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+
+def add_user_labels(seeds_dir: Path, labels: Sequence[Label], origin: str) -> LabelChanges:
+    """Add labels to seeds/user_labels.jsonl, stamped with their origin and time; one label per
+    id, the newer replacing the older (see the module's docstring).
+
+    seeds/ is read, and refused with LabelFileError if any file in it is bad, before anything is
+    written; the file is then replaced whole (write_labels), so nothing is left half done.
+    """
+    known = {label.id: label for label in load_seeds(seeds_dir)}
+    user_file = seeds_dir / USER_FILE
+    user = (
+        {x.id: x for x in read_labels(user_file, later_wins=True)} if user_file.exists() else {}
+    )
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    stamped = [
-        replace(label, origin=origin, labelled_at=label.labelled_at or now) for label in labels
-    ]
-    return write_labels(seeds_dir / USER_FILE, stamped, append=True)
+    added = changed = unchanged = 0
+    for label in labels:
+        before = known.get(label.id)
+        if before is not None and before.content() == label.content():
+            unchanged += 1
+            continue
+        if before is None:
+            added += 1
+        else:
+            changed += 1
+        stamped = replace(label, origin=origin, labelled_at=label.labelled_at or now)
+        # A replaced id keeps its line's place: the dict keeps first-insertion order.
+        known[label.id] = user[label.id] = stamped
+    if added or changed:
+        write_labels(user_file, user.values())
+    return LabelChanges(added, changed, unchanged)
 
 
 def seeds_dir(config: Config) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -78,6 +80,14 @@ def query(config_path: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+def newsmon(config_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The command in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "newsmon", "--config", str(config_path), *args],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
 def test_train_on_one_topic_says_what_it_cannot_predict(write_config, tmp_path: Path) -> None:
     # A fresh install's seeds: one topic, so topics come from the keyword rule.
     config_path = write_config(CONFIG)
@@ -102,7 +112,7 @@ def test_evaluate_on_a_fresh_installs_two_seeds_says_what_it_cannot_score(
     write_labels(tmp_path / "seeds" / "labels.jsonl", two)
 
     result = CliRunner().invoke(
-        app, ["-c", str(config_path), "model", "evaluate", "--repeats", "1"]
+        app, ["-c", str(config_path), "model", "evaluate", "--cv", "--curve", "--repeats", "1"]
     )
 
     assert result.exit_code == 0, result.output
@@ -188,19 +198,13 @@ def test_evaluate_json_reports_metrics_and_learning_curve(write_config, tmp_path
     config_path = setup_project(write_config, tmp_path)
     test_file = tmp_path / "test.jsonl"
     write_labels(test_file, corpus(4, seed=11))
-    result = CliRunner().invoke(
+    runner = CliRunner()
+    trained = runner.invoke(app, ["-c", str(config_path), "model", "train", "--no-classify"])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(
         app,
-        [
-            "-c",
-            str(config_path),
-            "model",
-            "evaluate",
-            "--test",
-            str(test_file),
-            "--json",
-            "--repeats",
-            "1",
-        ],
+        ["-c", str(config_path), "model", "evaluate", "--test", str(test_file), "--json",
+         "--curve", "--repeats", "1"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -209,6 +213,122 @@ def test_evaluate_json_reports_metrics_and_learning_curve(write_config, tmp_path
     assert topic["metrics"]["confusion"]["labels"] == ["markets", "none", "sport"]
     assert [row["labels_per_class"] for row in topic["learning_curve"]] == [2, 10, 50]
     assert report["tasks"]["stance"]["metrics"]["n"] == 8
+
+
+def test_importing_a_file_again_is_no_error_and_the_newer_label_wins(
+    write_config, tmp_path: Path
+) -> None:
+    config_path = setup_project(write_config, tmp_path)
+    records = [
+        {"id": f"x{i}", "title": None, "text": f"league match {i}", "topic": "sport",
+         "stance": None}
+        for i in (1, 2)
+    ]
+    imported = tmp_path / "more.jsonl"
+    imported.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    first = newsmon(config_path, "seeds", "import", str(imported))
+    assert first.returncode == 0, first.stderr
+    again = newsmon(config_path, "seeds", "import", str(imported))
+    assert again.returncode == 0, again.stderr
+    assert "2 new, 0 changed, 0 already there" in first.stdout
+    assert "0 new, 0 changed, 2 already there" in again.stdout
+    assert "seeds/ now holds 20" in again.stdout
+    records[1]["topic"] = "markets"
+    imported.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    changed = newsmon(config_path, "seeds", "import", str(imported))
+    assert changed.returncode == 0, changed.stderr
+    assert "0 new, 1 changed, 1 already there" in changed.stdout
+
+    assert len((tmp_path / "seeds" / USER_FILE).read_text().splitlines()) == 2
+    assert query(
+        config_path, "SELECT label_id, topic FROM labels WHERE label_id LIKE 'x%' ORDER BY 1"
+    ) == [("x1", "sport"), ("x2", "markets")]
+    # The seeds stay usable: the next import and training read them.
+    trained = newsmon(config_path, "model", "train", "--no-classify")
+    assert trained.returncode == 0, trained.stderr
+    assert "training on 20 label(s)" in trained.stdout
+
+
+def test_evaluate_scores_the_model_just_trained_without_training(
+    write_config, tmp_path: Path
+) -> None:
+    # seeds/ hold sport only; the other topics' labels come in a file for one training.
+    config_path = write_config(CONFIG)
+    labels = corpus(6)
+    write_labels(tmp_path / "seeds" / "labels.jsonl", [x for x in labels if x.topic == "sport"])
+    extra = tmp_path / "extra.jsonl"
+    write_labels(extra, [x for x in labels if x.topic != "sport"])
+    store_articles(load_config(config_path).warehouse_path, [x.text for x in corpus(5, seed=7)])
+    trained = newsmon(config_path, "model", "train", "--seeds", str(extra), "--no-classify")
+    assert trained.returncode == 0, trained.stderr
+    [(version,)] = query(config_path, "SELECT model_version FROM model_versions WHERE is_current")
+    test_file = tmp_path / "test.jsonl"
+    write_labels(test_file, corpus(4, seed=11))
+
+    scored = newsmon(config_path, "model", "evaluate", "--test", str(test_file), "--json")
+
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert (report["method"], report["model_version"]) == ("test file", version)
+    topic = report["tasks"]["topic"]
+    assert topic["metrics"]["confusion"]["labels"] == ["markets", "none", "sport"]
+    assert topic["metrics"]["n"] == 12 and topic["metrics"]["macro_f1"] > 0.8
+    assert "learning_curve" not in topic  # opt-in: --curve
+    assert report["tasks"]["stance"]["metrics"]["n"] == 8
+    assert query(config_path, "SELECT count(*) FROM model_versions") == [(1,)]
+    plain = newsmon(config_path, "model", "evaluate", "--test", str(test_file))
+    assert plain.returncode == 0, plain.stderr
+    assert f"model {version}" in plain.stdout
+
+
+def test_evaluate_reads_a_versions_card_scores_a_named_version_or_cross_validates(
+    write_config, tmp_path: Path
+) -> None:
+    config_path = setup_project(write_config, tmp_path)
+    runner = CliRunner()
+
+    def model(*args: str):
+        return runner.invoke(app, ["-c", str(config_path), "model", *args])
+
+    none_yet = model("evaluate")
+    assert none_yet.exit_code == 2
+    assert "no model trained yet" in none_yet.output
+    assert model("train", "--no-classify").exit_code == 0
+    [(first,)] = query(config_path, "SELECT model_version FROM model_versions")
+    extra = tmp_path / "extra.jsonl"
+    write_labels(extra, corpus(3, seed=5))
+    assert model("train", "--no-classify", "--seeds", str(extra)).exit_code == 0
+    [(second, card)] = query(
+        config_path, "SELECT model_version, card FROM model_versions WHERE is_current"
+    )
+    test_file = tmp_path / "test.jsonl"
+    write_labels(test_file, corpus(4, seed=11))
+
+    # Neither option: the current version's cross-validated metrics, from its card.
+    stored = model("evaluate", "--json")
+    assert stored.exit_code == 0, stored.output
+    report = json.loads(stored.output)
+    assert (report["method"], report["model_version"]) == ("model card", second)
+    assert report["tasks"]["topic"]["metrics"] == json.loads(card)["topic"]["cross_validated"]
+    assert f"model {second}" in model("evaluate").output
+    # --version: an older version, on the test file.
+    older = model("evaluate", "--version", first, "--test", str(test_file), "--json")
+    assert older.exit_code == 0, older.output
+    assert json.loads(older.output)["model_version"] == first
+    unknown = model("evaluate", "--version", "19990101T000000000000Z")
+    assert unknown.exit_code == 2
+    assert "no model version '19990101T000000000000Z'" in unknown.output
+    # --cv: cross-validation of a model trained now from seeds/, saved nowhere.
+    cv = model("evaluate", "--cv", "--json")
+    assert cv.exit_code == 0, cv.output
+    report = json.loads(cv.output)
+    assert (report["method"], report["model_version"]) == ("cross-validation", None)
+    assert report["tasks"]["topic"]["metrics"]["n"] == 18
+    assert query(config_path, "SELECT count(*) FROM model_versions") == [(2,)]
+    both = model("evaluate", "--cv", "--test", str(test_file))
+    assert both.exit_code == 2
+    assert "either --cv or --test" in both.output
 
 
 CUSTOM_DIRS = """

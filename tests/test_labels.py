@@ -9,6 +9,7 @@ import pytest
 
 from newsmon.labels import (
     USER_FILE,
+    LabelChanges,
     LabelFileError,
     LabelSession,
     add_user_labels,
@@ -101,6 +102,34 @@ def test_user_labels_append_and_override_by_id(tmp_path: Path) -> None:
     labels = {x.id: x for x in load_seeds(tmp_path)}
     assert labels["a1"].topic == "y"  # the user's later label wins over the seed
     assert [labels[i].origin for i in ("a2", "a3")] == ["import", "labelled"]
+    assert len((tmp_path / USER_FILE).read_text().splitlines()) == 3
+
+
+def test_adding_labels_again_skips_the_same_and_replaces_the_changed(tmp_path: Path) -> None:
+    first = read_labels(write_jsonl(tmp_path / "u1", [good(1), good(2)]))
+    assert add_user_labels(tmp_path, first, origin="import") == LabelChanges(added=2)
+    before = (tmp_path / USER_FILE).read_bytes()
+    # The same file again: nothing to do, and the file is left as it was.
+    assert add_user_labels(tmp_path, first, origin="import") == LabelChanges(unchanged=2)
+    assert (tmp_path / USER_FILE).read_bytes() == before
+    # A changed label replaces its line (the newer wins); a new one is added.
+    again = read_labels(write_jsonl(tmp_path / "u2", [good(1), good(2, topic="y"), good(3)]))
+    changes = add_user_labels(tmp_path, again, origin="labelled")
+    assert changes == LabelChanges(added=1, changed=1, unchanged=1)
+    lines = [json.loads(line) for line in (tmp_path / USER_FILE).read_text().splitlines()]
+    assert [(x["id"], x["topic"], x["origin"]) for x in lines] == [
+        ("a1", "x", "import"),
+        ("a2", "y", "labelled"),
+        ("a3", "x", "labelled"),
+    ]
+
+
+def test_a_user_file_with_repeated_ids_still_loads_the_later_label(tmp_path: Path) -> None:
+    # user_labels.jsonl as the appending import of earlier releases left it; the next
+    # import rewrites it with one line per id.
+    write_jsonl(tmp_path / USER_FILE, [good(1), good(2), good(1, topic="y")])
+    assert {x.id: x.topic for x in load_seeds(tmp_path)} == {"a1": "y", "a2": "x"}
+    add_user_labels(tmp_path, read_labels(write_jsonl(tmp_path / "u", [good(3)])), "import")
     assert len((tmp_path / USER_FILE).read_text().splitlines()) == 3
 
 

@@ -20,6 +20,12 @@ CURRENT_MODEL = """
 SELECT model_version, artifact_path, artifact_sha256
 FROM model_versions WHERE is_current
 """
+# One saved version: the current one when $version is NULL.
+SAVED_MODEL = """
+SELECT model_version, artifact_path, artifact_sha256, card
+FROM model_versions
+WHERE CASE WHEN $version::VARCHAR IS NULL THEN is_current ELSE model_version = $version END
+"""
 RETIRE_CURRENT = "UPDATE model_versions SET is_current = false WHERE is_current"
 ADD_MODEL = """
 INSERT INTO model_versions
@@ -98,6 +104,18 @@ def current_model(con: duckdb.DuckDBPyConnection) -> ModelRow | None:
     # fetchall, not fetchone: DuckDB refuses new work on a connection with a result half read.
     rows = con.execute(CURRENT_MODEL).fetchall()
     return ModelRow(*rows[0]) if rows else None
+
+
+def saved_model(
+    con: duckdb.DuckDBPyConnection, version: str | None = None
+) -> tuple[ModelRow, dict] | None:
+    """A saved version's row and its model card: ``version``, or the current one; None if
+    there is no such version."""
+    rows = con.execute(SAVED_MODEL, {"version": version}).fetchall()
+    if not rows:
+        return None
+    *row, card = rows[0]
+    return ModelRow(*row), json.loads(card)
 
 
 def record_model(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from newsmon.cli._app import app, console, get_config
+from newsmon.cli._app import app, console, fail, get_config
 from newsmon.cli.ingest import prepare_ingest, print_ingest, showing_progress
 from newsmon.config import Config
 from newsmon.demo import demo_site, feed_paths
@@ -23,8 +23,14 @@ EXAMPLE_QUERIES = (
 )
 
 
+# The demo's own folders, relative to its config (in the demo's folder).
+DEMO_SEEDS, DEMO_MODELS = "seeds", "models"
+
+
 def demo_config(project: Config, directory: Path, feed_urls: list[str]) -> str:
-    """A config for the demo: its own warehouse and models, the project's seeds and topics."""
+    """A config for the demo: the project's topics, and its own warehouse, models and seeds (a
+    copy of the project's) inside ``directory``, so that nothing the demo writes, such as labels
+    of its 127.0.0.1 articles, reaches the project."""
     quote = json.dumps  # a JSON string is a valid TOML basic string
     lines = [
         f"timezone = {quote(project.timezone)}",
@@ -33,8 +39,8 @@ def demo_config(project: Config, directory: Path, feed_urls: list[str]) -> str:
         "[fetch]",
         "allow_private_addresses = true  # the demo outlet is served on 127.0.0.1",
         "[classify]",
-        f"seeds_dir = {quote(str(project.resolve(project.classify.seeds_dir)))}",
-        'models_dir = "models"',
+        f"seeds_dir = {quote(DEMO_SEEDS)}",
+        f"models_dir = {quote(DEMO_MODELS)}",
     ]
     for topic in project.topics:
         lines += ["[[topics]]", f"id = {quote(topic.id)}", f"name = {quote(topic.name)}",
@@ -59,11 +65,18 @@ def demo(
     from newsmon.flows.digest import digest_flow
     from newsmon.flows.ingest import ingest_flow
 
-    # A demo starts from nothing each time: its outlet's address changes from run to run.
-    shutil.rmtree(directory / "warehouse", ignore_errors=True)
+    if directory.resolve() == project.base_dir.resolve():
+        raise fail(f"--dir {directory} is the project's folder: the demo needs a folder of its own")
+    # A demo starts from nothing each time: its outlet's address changes from run to run, so
+    # its labels and models from an earlier run name articles that are gone.
+    for own in ("warehouse", DEMO_SEEDS, DEMO_MODELS):
+        shutil.rmtree(directory / own, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+    project_seeds = project.resolve(project.classify.seeds_dir)
+    if project_seeds.is_dir():
+        shutil.copytree(project_seeds, directory / DEMO_SEEDS)
     config_path = (directory / "newsmon.toml").resolve()
-    site = demo_site(project.resolve(project.classify.seeds_dir))
+    site = demo_site(project_seeds)
     with serving(site) as server:
         config_path.write_text(
             demo_config(project, directory, [server.url(path) for path in feed_paths(site)]),

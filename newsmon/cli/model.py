@@ -23,6 +23,7 @@ from newsmon.config import Config
 from newsmon.labels import (
     NO_TOPIC,
     Label,
+    LabelChanges,
     LabelFileError,
     LabelSession,
     add_user_labels,
@@ -33,7 +34,13 @@ from newsmon.labels import (
     seeds_dir,
     write_labels,
 )
-from newsmon.warehouse.classify import count_pending, current_model, least_confident, replace_labels
+from newsmon.warehouse.classify import (
+    count_pending,
+    current_model,
+    least_confident,
+    replace_labels,
+    saved_model,
+)
 from newsmon.warehouse.db import WarehouseBusy, open_warehouse, peek_live
 
 if TYPE_CHECKING:
@@ -162,51 +169,124 @@ def _curve_trainer(task: str, rounds: int):
     return run
 
 
+# How each way of evaluating is named in the text report.
+METHOD_TITLES = {
+    "test file": "on the test file",
+    "model card": "cross-validated when it was trained",
+    "cross-validation": "cross-validated now, from seeds/",
+}
+
+
+def _score_saved(config: Config, version: str | None, test_labels: list[Label] | None) -> dict:
+    """A saved version (the current one by default), scored on the test labels; without them,
+    the cross-validated metrics its card recorded at training."""
+    from newsmon.models.artifacts import ArtifactError, load
+    from newsmon.models.evaluation import classification_metrics
+    from newsmon.models.predict import predict
+
+    with open_warehouse(config) as con:
+        found = saved_model(con, version)
+    if found is None:
+        if version is not None:
+            raise fail(f"no model version {version!r} in the warehouse (see `newsmon status`)")
+        raise fail(
+            "no model trained yet: run `newsmon model train`, or `newsmon model evaluate --cv` "
+            "to cross-validate the labels in seeds/"
+        )
+    row, card = found
+    report: dict = {
+        "method": "model card" if test_labels is None else "test file",
+        "model_version": row.version,
+        "tasks": {},
+    }
+    if test_labels is None:
+        for task in ("topic", "stance"):
+            report["tasks"][task] = {
+                "cannot": card[task]["cannot"],
+                "metrics": card[task]["cross_validated"],
+            }
+        return report
+    try:
+        model = load(config.resolve(Path(row.artifact_path)), row.artifact_sha256)
+    except ArtifactError as exc:
+        raise fail(str(exc)) from None
+    predictions = predict(model, [x.title for x in test_labels], [x.text for x in test_labels])
+    for task in ("topic", "stance"):
+        entry: dict = {"cannot": getattr(model, task).note, "metrics": None}
+        rows = [i for i, x in enumerate(test_labels) if getattr(x, task) is not None]
+        if rows:
+            entry["metrics"] = classification_metrics(
+                [getattr(test_labels[i], task) for i in rows],
+                [getattr(predictions, task)[i] for i in rows],
+            )
+        report["tasks"][task] = entry
+    return report
+
+
+def _cross_validate(config: Config, labels: list[Label], pool: list[str]) -> dict:
+    """A model trained now from the labels (saved nowhere), scored out of fold."""
+    from newsmon.models.evaluation import classification_metrics
+    from newsmon.models.training import train
+
+    model = train(labels, pool, config.topics)
+    report: dict = {"method": "cross-validation", "model_version": None, "tasks": {}}
+    for task in ("topic", "stance"):
+        task_model = getattr(model, task)
+        cv = task_model.cv_predictions()
+        report["tasks"][task] = {
+            "cannot": task_model.note,
+            "metrics": classification_metrics(*cv) if cv is not None else None,
+        }
+    return report
+
+
 @model_app.command("evaluate")
 def evaluate_command(
     ctx: typer.Context,
     test: Annotated[
-        Path | None, typer.Option("--test", help="Labelled JSONL to score on.", exists=True)
+        Path | None, typer.Option("--test", help="Labelled JSONL to score the model on.",
+                                  exists=True)
     ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="A saved model version (default: current).")
+    ] = None,
+    cv: Annotated[
+        bool,
+        typer.Option("--cv", help="Cross-validate a model trained now from seeds/ (not saved)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     curve: Annotated[
-        bool, typer.Option(help="Learning curve at 2, 10, 50 labels per class.")
-    ] = True,
+        bool, typer.Option(help="Also the learning curve at 2, 10, 50 labels per class (slow).")
+    ] = False,
     repeats: Annotated[int, typer.Option(min=1, help="Draws per learning-curve size.")] = 3,
 ) -> None:
-    """Score the models on a test file, or by cross-validation on the labels when none is given."""
-    from newsmon.models.evaluation import classification_metrics, format_metrics, learning_curve
+    """Score the current model version (or --version) on a --test file, or show the metrics it
+    was cross-validated with at training; --cv cross-validates the labels in seeds/ instead."""
+    from newsmon.models.evaluation import format_metrics, learning_curve
     from newsmon.models.lifecycle import sync_labels_and_read_pool
-    from newsmon.models.predict import predict
-    from newsmon.models.training import train
 
     config = get_config(ctx)
-    labels = _labels(config)
+    if cv and (test or version):
+        raise fail(
+            "use either --cv or --test/--version: --cv cross-validates a model trained now "
+            "from seeds/, --test and --version score a saved one"
+        )
     try:
         test_labels = read_labels(test) if test else None
     except LabelFileError as exc:
         raise fail(str(exc)) from None
-    if not labels:
-        raise fail(f"no labels in {seeds_dir(config)}: add some with `newsmon seeds import`")
-    pool = sync_labels_and_read_pool(config, labels)
-    model = train(labels, pool, config.topics)
-    report: dict = {"method": "test file" if test else "cross-validation", "tasks": {}}
-    predictions = None
-    if test_labels:
-        predictions = predict(model, [x.title for x in test_labels], [x.text for x in test_labels])
-    for task in ("topic", "stance"):
-        task_model = getattr(model, task)
-        entry: dict = {"cannot": task_model.note, "metrics": None}
-        if test_labels is not None:
-            rows = [i for i, x in enumerate(test_labels) if getattr(x, task) is not None]
-            if rows:
-                entry["metrics"] = classification_metrics(
-                    [getattr(test_labels[i], task) for i in rows],
-                    [getattr(predictions, task)[i] for i in rows],
-                )
-        elif (cv := task_model.cv_predictions()) is not None:
-            entry["metrics"] = classification_metrics(*cv)
-        if curve:
+    labels: list[Label] = []
+    pool: list[str] = []
+    if cv or curve:
+        labels = _labels(config)
+        if not labels:
+            raise fail(f"no labels in {seeds_dir(config)}: add some with `newsmon seeds import`")
+        pool = sync_labels_and_read_pool(config, labels)
+    report = _cross_validate(config, labels, pool) if cv else _score_saved(
+        config, version, test_labels
+    )
+    if curve:
+        for task, entry in report["tasks"].items():
             train_part, test_part = (labels, test_labels) if test_labels else _split(labels)
             not_run = _why_no_curve(task, train_part, test_part, test)
             entry["learning_curve_not_run"] = not_run
@@ -221,15 +301,18 @@ def evaluate_command(
                 },
                 repeats=repeats,
             )
-        report["tasks"][task] = entry
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
+    if report["model_version"]:
+        typer.echo(f"model {report['model_version']}, {METHOD_TITLES[report['method']]}")
     for task, entry in report["tasks"].items():
         if entry["metrics"]:
             typer.echo(format_metrics(f"{task} ({report['method']})", entry["metrics"]))
-        else:
+        elif report["method"] == "test file":
             typer.echo(f"{task}: nothing to score ({entry['cannot'] or 'no labelled test rows'})")
+        else:
+            typer.echo(f"{task}: not cross-validated ({entry['cannot'] or 'too few labels'})")
         if entry["cannot"]:
             typer.echo(f"  cannot: {entry['cannot']}")
         if entry.get("learning_curve_not_run"):
@@ -247,21 +330,28 @@ def seeds_import(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Labelled JSONL file(s).", exists=True)],
 ) -> None:
-    """Add labels in bulk to seeds/user_labels.jsonl. A file with any bad line adds nothing."""
+    """Add labels in bulk to seeds/user_labels.jsonl. A file with any bad line adds nothing;
+    a label already there (same id, same content) is skipped, a changed one replaces it."""
     config = get_config(ctx)
     try:
         new = [label for path in files for label in read_labels(path)]
+        changes = add_user_labels(seeds_dir(config), new, origin="import")
+        labels = _labels(config)
     except LabelFileError as exc:
         raise fail(str(exc)) from None
-    added = add_user_labels(seeds_dir(config), new, origin="import")
-    labels = _labels(config)
     with open_warehouse(config) as con:
         replace_labels(con, labels)
     configured = {topic.id for topic in config.topics} | {NO_TOPIC}
     unknown = sorted({label.topic for label in new} - configured)
-    console.print(f"imported {added} label(s); seeds/ now holds {len(labels)}")
+    console.print(
+        f"imported {len(new)} label(s): {changes.added} new, {changes.changed} changed, "
+        f"{changes.unchanged} already there; seeds/ now holds {len(labels)}",
+        highlight=False,
+    )
+    if changes.changed:
+        console.print("a changed label replaces the one with its id", highlight=False)
     if unknown:
-        console.print(f"[yellow]note:[/] topics not in the config: {', '.join(unknown)}")
+        console.print(f"[yellow]note:[/] topics not in the config: {escape(', '.join(unknown))}")
 
 
 def _show(article: dict, session: LabelSession, total: int) -> None:
@@ -338,11 +428,21 @@ def label_command(
         )
         for i, topic, stance in session.decisions
     ]
+    changes = LabelChanges()
     if new:
-        add_user_labels(seeds_dir(config), new, origin="labelled")
+        try:
+            changes = add_user_labels(seeds_dir(config), new, origin="labelled")
+        except LabelFileError as exc:
+            raise fail(str(exc)) from None
         with open_warehouse(config) as con:
             replace_labels(con, load_seeds(seeds_dir(config)))
-    console.print(f"saved {len(new)} label(s) to seeds/; `newsmon model train` to use them")
+    console.print(
+        f"saved {len(new)} label(s) ({changes.added} new, {changes.changed} changed) to "
+        f"{seeds_dir(config)}; `newsmon model train` to use them",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _nothing_to_classify(config: Config) -> str | None:
