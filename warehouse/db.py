@@ -10,7 +10,7 @@ publishes when it closes (newsmon.warehouse.analyst), so they never hold the liv
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from pathlib import Path
@@ -97,6 +97,25 @@ def _acquire(database: Path, lock_timeout: float) -> FileLock:
             "it to finish (warehouse.lock_timeout_seconds). Try again when it has finished"
         ) from None
     return lock
+
+
+def wait_until_free(config: Config, on_wait: Callable[[], None]) -> None:
+    """Return once no other run holds the writer lock, calling ``on_wait`` first if one does;
+    WarehouseBusy after ``warehouse.lock_timeout_seconds``.
+
+    Commands call it before they start a flow, so a busy warehouse is reported plainly rather
+    than as a failed flow run with its traceback. The flow still takes the lock itself.
+    """
+    database = config.warehouse_path
+    if not database.exists():
+        return
+    lock = FileLock(str(lock_path(database)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        on_wait()
+        lock = _acquire(database, config.warehouse.lock_timeout_seconds)
+    lock.release()
 
 
 @contextmanager

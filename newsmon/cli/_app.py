@@ -96,3 +96,20 @@ def get_config(ctx: typer.Context) -> Config:
         return load_config(ctx.obj.get("config_path") if ctx.obj else None)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+
+
+def wait_for_warehouse(config: Config) -> None:
+    """Before a flow starts: wait, saying so, while another run writes the warehouse, or exit
+    with a plain error (no flow-run traceback) once warehouse.lock_timeout_seconds have passed."""
+    from newsmon.warehouse.db import WarehouseBusy, wait_until_free
+
+    def say_waiting() -> None:
+        err_console.print(
+            f"another newsmon run is writing to {config.warehouse_path}; waiting up to "
+            f"{config.warehouse.lock_timeout_seconds:.0f} s for it to finish",
+            markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        wait_until_free(config, say_waiting)
+    except WarehouseBusy as exc:
+        raise fail(str(exc)) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from newsmon.cli._app import app, console, fail, get_config
+from newsmon.cli._app import app, console, fail, get_config, wait_for_warehouse
 from newsmon.digest.weeks import IsoWeek, refusal
 from newsmon.warehouse.db import WarehouseBusy
 
@@ -44,6 +44,7 @@ def digest(
         refused = refusal(iso_week, config.zone, datetime.now(UTC), preview=force and not send)
         if refused:
             raise fail(f"--week: {refused}")
+    wait_for_warehouse(config)
     # Imported here: Prefect takes seconds to import, and only this command needs the flow.
     from newsmon.flows import run_settings
     from newsmon.flows.digest import DigestNotSent, digest_flow

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from newsmon import progress
-from newsmon.cli._app import app, console, fail, get_config
+from newsmon.cli._app import app, console, fail, get_config, wait_for_warehouse
 from newsmon.config import Config
 from newsmon.warehouse import WarehouseBusy
 
@@ -117,6 +117,7 @@ def ingest(ctx: typer.Context) -> None:
     be read."""
     config = get_config(ctx)
     require_feeds(config)
+    wait_for_warehouse(config)
     prepare_ingest()
     from newsmon.flows import run_settings, start_local_api
 
@@ -134,6 +135,7 @@ def run(ctx: typer.Context) -> None:
     """The main job: ingest, classify, and the weekly digest when one is due."""
     config = get_config(ctx)
     require_feeds(config)
+    wait_for_warehouse(config)
     prepare_ingest()
     from newsmon.flows import run_settings, start_local_api
 

@@ -89,11 +89,13 @@ def _describe(model: NewsClassifier) -> None:
                 if cv
                 else "too few labels to cross-validate"
             )
-            console.print(f"  predicts {', '.join(task.classes)}; {score}")
-            console.print(f"  unlabelled articles: {task.classifier.self_training_reason_}")
+            console.print(f"  predicts {', '.join(task.classes)}; {score}", markup=False)
+            console.print(f"  unlabelled articles: {task.classifier.self_training_reason_}",
+                          markup=False)
         elif task.task == "topic" and model.keyword_rule.topics:
             console.print(
-                f"  keyword rule for {', '.join(model.keyword_rule.topics)}, no confidence"
+                f"  keyword rule for {', '.join(model.keyword_rule.topics)}, no confidence",
+                markup=False,
             )
         if task.note:
             console.print(f"  [yellow]cannot:[/] {escape(task.note)}", highlight=False)
@@ -118,7 +120,8 @@ def train_command(
         raise fail(str(exc)) from None
     assert saved.model is not None
     _describe(saved.model)
-    console.print(f"model [bold]{saved.version}[/] saved to {saved.path} and made current")
+    console.print(f"model [bold]{escape(saved.version)}[/] saved to {escape(str(saved.path))} "
+                  "and made current")
     if classify:
         outcome = classify_stored(config)
         console.print(f"classified {outcome['classified']} stored article(s)")
@@ -368,15 +371,16 @@ def _show(article: dict, session: LabelSession, total: int) -> None:
     body = textwrap.shorten(article["text"] or "", SHOWN_CHARS, placeholder=" …")
     console.print(
         Panel(
-            f"[bold]{article['title'] or '(untitled)'}[/]\n{article['site'] or ''} · {date}\n\n"
-            f"{body}\n\n[dim]model: {guess}[/]",
+            f"[bold]{escape(article['title'] or '(untitled)')}[/]\n{escape(article['site'] or '')}"
+            f" · {date}\n\n{escape(body)}\n\n[dim]model: {escape(guess)}[/]",
             title=f"{session.position + 1}/{total}",
             highlight=False,
         )
     )
     if session.choosing_stance:
         keys = "  ".join(f"{i}={s}" for i, s in enumerate(session.stances, 1))
-        console.print(f"stance toward {session.topic}: {keys}  x=none  n=new  u=back  q=quit")
+        console.print(f"stance toward {session.topic}: {keys}  x=none  n=new  u=back  q=quit",
+                      markup=False)
     else:
         keys = "  ".join(f"{i}={t}" for i, t in enumerate(session.topics, 1))
         console.print(f"topic: {keys}  0=none  s=skip  u=undo  q=quit", markup=False)
