@@ -180,3 +180,14 @@ def test_a_flow_command_waits_for_a_busy_warehouse_outside_prefect(write_config,
         assert "waited 1 s" in result.stderr
         assert "Traceback" not in result.stderr
         assert "Flow run" not in result.stdout + result.stderr  # no flow was started
+
+
+def test_status_prints_a_warehouse_path_with_brackets_as_it_is(tmp_path):
+    folder = tmp_path / "x[/bold]"
+    folder.mkdir(parents=True)
+    (folder / "newsmon.toml").write_text("[warehouse]\npath = 'w.duckdb'\n")
+    with open_writer(folder / "w.duckdb"):  # and its analyst copy, which status reads
+        pass
+    result = finished("--config", str(folder / "newsmon.toml"), "status")
+    assert result.returncode == 0, result.stderr
+    assert f"Warehouse: {folder / 'w.analyst.duckdb'} (published" in result.stdout

@@ -180,7 +180,7 @@ def sql(
             if query is None:
                 console.print(f"Read-only SQL on {_published(path, config)}.\n"
                               "End statements with ';'. .tables lists tables and views; "
-                              ".quit leaves.", highlight=False, soft_wrap=True)
+                              ".quit leaves.", highlight=False, soft_wrap=True, markup=False)
                 repl(session)
                 return
             statements = session.statements(query)
@@ -287,7 +287,8 @@ def status(ctx: typer.Context) -> None:
     config = get_config(ctx)
     path = analyst_copy(config)
     now = datetime.now(UTC)
-    console.print(f"Warehouse: {_published(path, config)}", highlight=False, soft_wrap=True)
+    console.print(f"Warehouse: {_published(path, config)}", highlight=False, soft_wrap=True,
+                  markup=False)
     with open_reader(path, config.timezone) as con:
         console.print()
         console.print(_runs_table(con, config))
