@@ -9,12 +9,11 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from newsmon.config import Config, load_config
+from newsmon.config import load_config
+from newsmon.digest.due import due_week
 from newsmon.digest.weeks import IsoWeek
 from newsmon.flows.digest import DigestNotSent, DigestOutcome, digest_flow
 from newsmon.flows.ingest import IngestResult, ingest_flow
-from newsmon.warehouse import open_warehouse
-from newsmon.warehouse.digest import digest_record
 
 
 @dataclass
@@ -24,22 +23,12 @@ class CycleResult:
     digest_week: str
 
 
-def digest_due(config: Config, now: datetime) -> str | None:
-    """The last complete week, if its digest was never rendered, or is still to be mailed."""
-    week = str(IsoWeek.last_complete(config.zone, now))
-    with open_warehouse(config) as con:
-        record = digest_record(con, week)
-    if record is None or (config.email.to and record.sent_at is None):
-        return week
-    return None
-
-
 @flow(name="cycle")
 def cycle_flow(config_path: str | None = None) -> CycleResult:
     """Ingest and classify, then render and mail the digest when one is due."""
     config = load_config(Path(config_path) if config_path else None)
     ingested = ingest_flow(config_path)
-    week = digest_due(config, datetime.now(UTC))
+    week = due_week(config, datetime.now(UTC))
     digest = None
     if week is None:
         get_run_logger().info("the digest for the last complete week is done; none is due")

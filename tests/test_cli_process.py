@@ -191,3 +191,25 @@ def test_status_prints_a_warehouse_path_with_brackets_as_it_is(tmp_path):
     result = finished("--config", str(folder / "newsmon.toml"), "status")
     assert result.returncode == 0, result.stderr
     assert f"Warehouse: {folder / 'w.analyst.duckdb'} (published" in result.stdout
+
+
+def test_digest_with_nothing_due_starts_no_prefect(write_config, tmp_path):
+    from datetime import UTC, datetime
+
+    from newsmon.config import load_config
+    from newsmon.digest.weeks import IsoWeek
+    from newsmon.warehouse.digest import record_render, record_sent
+
+    path = write_config("[warehouse]\npath = 'w.duckdb'\n[email]\nto = ['a@example.org']\n")
+    week = str(IsoWeek.last_complete(load_config(path).zone, datetime.now(UTC)))
+    with open_writer(tmp_path / "w.duckdb") as con:
+        record_render(con, week, None, 3, ["a.html", "a.txt", "a.eml"])
+        record_sent(con, week, "<id@example.org>", ["a@example.org"])
+    process = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "newsmon", "--config", str(path), "digest"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"},
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert f"Digest {week}: already done, none due" in process.stdout
+    assert not re.search(r"\| prefect\b", process.stderr)

@@ -553,7 +553,7 @@ def add_article(database: Path, article_id: int, published: datetime, **columns:
 def test_an_empty_week_is_not_mailed_nor_recorded_and_stays_due(
     project: tuple[Path, Recorder], prefect_harness: None
 ) -> None:
-    from newsmon.flows.cycle import digest_due
+    from newsmon.digest.due import due_week
     from newsmon.flows.digest import digest_flow
 
     config_path, recorder = project
@@ -569,7 +569,7 @@ def test_an_empty_week_is_not_mailed_nor_recorded_and_stays_due(
         assert con.execute("SELECT count(*) FROM digests").fetchone() == (0,)
         runs = con.execute("SELECT status FROM runs WHERE flow = 'digest'").fetchall()
     assert runs == [("completed",)]
-    assert digest_due(config, during_w31) == "2026-W30"
+    assert due_week(config, during_w31) == "2026-W30"
 
     # The week's articles arrive late (a feed was down): the next run mails the digest.
     add_article(config.warehouse_path, 30, datetime(2026, 7, 22, 9, tzinfo=UTC))
@@ -577,13 +577,13 @@ def test_an_empty_week_is_not_mailed_nor_recorded_and_stays_due(
 
     assert outcome.sent_to == RECIPIENTS and len(recorder.received) == 1
     assert recorder.received[0]["Subject"] == "[newsmon] Weekly digest 2026-W30: 1 articles"
-    assert digest_due(config, during_w31) is None
+    assert due_week(config, during_w31) is None
 
 
 def test_an_empty_digest_sent_by_an_earlier_version_does_not_count_as_done(
     project: tuple[Path, Recorder], prefect_harness: None
 ) -> None:
-    from newsmon.flows.cycle import digest_due
+    from newsmon.digest.due import due_week
     from newsmon.flows.digest import digest_flow
 
     config_path, recorder = project
@@ -596,7 +596,7 @@ def test_an_empty_digest_sent_by_an_earlier_version_does_not_count_as_done(
         )
     add_article(config.warehouse_path, 30, datetime(2026, 7, 22, 9, tzinfo=UTC))
 
-    assert digest_due(config, datetime(2026, 7, 29, 12, tzinfo=UTC)) == "2026-W30"
+    assert due_week(config, datetime(2026, 7, 29, 12, tzinfo=UTC)) == "2026-W30"
     outcome = digest_flow(config_path=str(config_path), week="2026-W30")
 
     assert outcome.sent_to == RECIPIENTS and len(recorder.received) == 1

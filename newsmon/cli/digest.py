@@ -45,6 +45,16 @@ def digest(
         if refused:
             raise fail(f"--week: {refused}")
     wait_for_warehouse(config)
+    if week is None and send and not force:
+        # Looked at before Prefect loads and its API starts (seconds): often nothing is due.
+        from newsmon.digest.due import due_week
+
+        now = datetime.now(UTC)
+        if due_week(config, now) is None:
+            done = IsoWeek.last_complete(config.zone, now)
+            console.print(f"Digest {done}: already done, none due (--force renders and sends "
+                          "it again).", highlight=False, markup=False)
+            return
     # Imported here: Prefect takes seconds to import, and only this command needs the flow.
     from newsmon.flows import run_settings
     from newsmon.flows.digest import DigestNotSent, digest_flow
