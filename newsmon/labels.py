@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from filelock import FileLock
+
 from newsmon.config import Config
 
 NO_TOPIC = "none"
@@ -215,10 +217,19 @@ def add_user_labels(seeds_dir: Path, labels: Sequence[Label], origin: str) -> La
     id, the newer replacing the older (see the module's docstring).
 
     seeds/ is read, and refused with LabelFileError if any file in it is bad, before anything is
-    written; the file is then replaced whole (write_labels), so nothing is left half done.
+    written; the file is then replaced whole (write_labels), so nothing is left half done. A
+    lock file beside it makes two commands adding labels at once take turns, so neither
+    rewrites the file over the other's labels.
     """
-    known = {label.id: label for label in load_seeds(seeds_dir)}
     user_file = seeds_dir / USER_FILE
+    with FileLock(str(seeds_dir / f".{USER_FILE}.lock")):
+        return _merge_user_labels(seeds_dir, user_file, labels, origin)
+
+
+def _merge_user_labels(
+    seeds_dir: Path, user_file: Path, labels: Sequence[Label], origin: str
+) -> LabelChanges:
+    known = {label.id: label for label in load_seeds(seeds_dir)}
     user = (
         {x.id: x for x in read_labels(user_file, later_wins=True)} if user_file.exists() else {}
     )

@@ -175,3 +175,26 @@ def test_new_stance_is_asked_for_then_offered_again_and_q_quits() -> None:
     press(s, "q")
     assert s.decisions == [(0, "dprk", "against"), (1, "dprk", "against")]
     assert s.finished and s.position == 2
+
+
+def test_labels_added_by_two_processes_at_once_are_all_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    adder = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from newsmon.labels import Label, add_user_labels\n"
+        "for n in range(40):\n"
+        "    label = Label(f'{sys.argv[2]}-{n}', 't', 'text', 'topic', None)\n"
+        "    add_user_labels(Path(sys.argv[1]), [label], 'import')\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", adder, str(seeds), name])
+                 for name in ("a", "b")]
+    assert [process.wait(timeout=120) for process in processes] == [0, 0]
+    from newsmon.labels import load_seeds
+
+    assert sorted(label.id for label in load_seeds(seeds)) == sorted(
+        f"{name}-{n}" for name in ("a", "b") for n in range(40))
