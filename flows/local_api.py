@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from newsmon.prefect_server import free_port, stop_process_group
 
 STOP_TIMEOUT_SECONDS = 5
 # uvicorn exits with 3 when its port was taken between our choosing it and its binding it.
@@ -48,12 +48,6 @@ class LocalApiError(RuntimeError):
     """The temporary Prefect API did not start."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class LocalApi:
     """A Prefect API served by a child process of this one, on a free loopback port."""
 
@@ -73,7 +67,7 @@ class LocalApi:
     def _launch(self) -> None:
         spec = importlib.util.find_spec("prefect")  # its location only: importing costs 0.8 s
         assert spec is not None and spec.origin is not None
-        self.port = _free_port()
+        self.port = free_port()
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         self.process = subprocess.Popen(
@@ -110,14 +104,8 @@ class LocalApi:
     def stop(self) -> None:
         """End the server and anything it started (its session's process group). Idempotent."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if process is not None:
+            stop_process_group(process, STOP_TIMEOUT_SECONDS)
 
 
 def start_local_api() -> LocalApi | None:

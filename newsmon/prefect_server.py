@@ -30,7 +30,8 @@ class PrefectServerError(Exception):
     """The local Prefect server did not start; the message says where its log is."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free at the moment of asking."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -61,12 +62,14 @@ def _wait_until_healthy(url: str, server: subprocess.Popen, timeout: float, log:
     )
 
 
-def _stop(server: subprocess.Popen) -> None:
-    # The server runs in its own process group (uvicorn and its services): stop all of it.
+def stop_process_group(server: subprocess.Popen,
+                       timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+    """End a server started in its own session (uvicorn and the services it started): SIGTERM
+    to its process group, SIGKILL if it has not gone after ``timeout`` seconds."""
     if server.poll() is None:
         os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(STOP_TIMEOUT_SECONDS)
+            server.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
@@ -87,7 +90,7 @@ def prefect_api(home: Path, timeout: float = STARTUP_TIMEOUT_SECONDS) -> Iterato
         yield configured
         return
     home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = home / LOG_NAME
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -109,4 +112,4 @@ def prefect_api(home: Path, timeout: float = STARTUP_TIMEOUT_SECONDS) -> Iterato
         finally:
             del os.environ["PREFECT_API_URL"]
     finally:
-        _stop(server)
+        stop_process_group(server)

@@ -23,6 +23,7 @@ import pytest
 from newsmon.warehouse import WarehouseBusy, open_reader, open_writer
 from newsmon.warehouse.runs import finish_run, start_run
 from tests.fakesite import Item, article_page, article_text, rss20
+from tests.test_ops import record_two_runs
 
 HOLD_SECONDS = 1.5
 
@@ -200,10 +201,7 @@ def analyst_config(write_config, tmp_path) -> Path:
     """A config whose warehouse (and so its analyst copy) holds two runs; its path."""
     config = write_config(SQL_CONFIG)
     with open_writer(tmp_path / "wh" / "newsmon.duckdb") as con:
-        start_run(con, "run-1", "ingest")
-        finish_run(con, "run-1", "completed", {"articles_new": 1})
-        start_run(con, "run-2", "digest")
-        finish_run(con, "run-2", "failed", {}, ["SMTP refused"])
+        record_two_runs(con)
     return config
 
 

@@ -32,15 +32,20 @@ def newsmon(config: Path, *args: str, stdin: str | None = None):
     return runner.invoke(app, ["--config", str(config), *args], input=stdin)
 
 
+def record_two_runs(con) -> None:
+    """A completed ingest and a failed digest, as a warehouse shows them to `status` and SQL."""
+    start_run(con, "run-1", "ingest")
+    finish_run(con, "run-1", "completed", {"articles_new": 1})
+    start_run(con, "run-2", "digest")
+    finish_run(con, "run-2", "failed", {}, ["SMTP refused"])
+
+
 @pytest.fixture
 def warehouse(write_config, tmp_path) -> Path:
     """A config whose warehouse holds two runs and one article; its path."""
     config = write_config(CONFIG)
     with open_writer(tmp_path / "wh" / "newsmon.duckdb") as con:
-        start_run(con, "run-1", "ingest")
-        finish_run(con, "run-1", "completed", {"articles_new": 1})
-        start_run(con, "run-2", "digest")
-        finish_run(con, "run-2", "failed", {}, ["SMTP refused"])
+        record_two_runs(con)
         con.execute("""
             INSERT INTO articles (article_id, canonical_url, title, first_seen_at, fetched_at,
                                   text, word_count, content_hash, extraction)

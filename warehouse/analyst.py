@@ -207,19 +207,19 @@ def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
 def _write_csv(schema: pa.Schema, batches: Iterator[pa.RecordBatch], out: BinaryIO) -> int:
     import pyarrow.csv as pa_csv
 
-    rows = 0
-    with pa_csv.CSVWriter(out, schema) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-            rows += batch.num_rows
-    return rows
+    return _write_with(pa_csv.CSVWriter(out, schema), batches)
 
 
 def _write_parquet(schema: pa.Schema, batches: Iterator[pa.RecordBatch], out: BinaryIO) -> int:
     import pyarrow.parquet as pq
 
+    return _write_with(pq.ParquetWriter(out, schema), batches)
+
+
+def _write_with(writer: Any, batches: Iterator[pa.RecordBatch]) -> int:
+    """Write every batch with a pyarrow writer (CSV or Parquet), close it; the rows written."""
     rows = 0
-    with pq.ParquetWriter(out, schema) as writer:
+    with writer:
         for batch in batches:
             writer.write_batch(batch)
             rows += batch.num_rows
