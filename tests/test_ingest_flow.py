@@ -474,7 +474,9 @@ def test_a_silent_host_holds_up_neither_the_other_hosts_nor_the_run(site, write_
     site.routes["/healthy.xml"] = feed_after(silent.connected, rss20("Healthy", [
         Item(f"Healthy {n}", site.url(f"/healthy/{n}.html"), f"h{n}") for n in range(4)]),
         answered)
-    config = write_config(config_text(site, ["/silent-links.xml", "/healthy.xml"]))
+    # Timeouts long enough that the healthy pages' head start holds on a loaded machine.
+    config = write_config(config_text(site, ["/silent-links.xml", "/healthy.xml"],
+                                      timeout_seconds="5", deadline_seconds="8"))
     warehouse = tmp_path / "wh" / "newsmon.duckdb"
     try:
         result = ingest_flow(str(config))
