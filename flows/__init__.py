@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 # Telemetry from a local server logs "database is locked" tracebacks, and there is no one to
 # send it to offline.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Likewise Prefect's client telemetry, which also prints a notice over the first run in a
+# terminal. DO_NOT_TRACK is the convention Prefect reads; a user's own value wins.
+os.environ.setdefault("DO_NOT_TRACK", "1")
 # The temporary API migrates a fresh SQLite database on its first start (15 s seen here), which
 # overruns a 20 s limit on a busy two-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

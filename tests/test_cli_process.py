@@ -213,3 +213,37 @@ def test_digest_with_nothing_due_starts_no_prefect(write_config, tmp_path):
     assert process.returncode == 0, process.stderr[-2000:]
     assert f"Digest {week}: already done, none due" in process.stdout
     assert not re.search(r"\| prefect\b", process.stderr)
+
+
+def test_a_run_in_a_terminal_prints_no_telemetry_notice(site, write_config, tmp_path):
+    import pty
+
+    site.page("/a.html", article_page("A story", article_text(3)))
+    site.feed("/ok.xml", rss20("OK", [Item("A story", site.url("/a.html"), "a")]))
+    config = write_config(config_text(site, ["/ok.xml"]))
+    # As a person runs it: a terminal, a new Prefect home, and none of the CI markers that
+    # make Prefect keep quiet on its own.
+    ci_markers = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TRAVIS", "CIRCLECI",
+                  "BUILDKITE", "TF_BUILD", "CODEBUILD_BUILD_ID", "BITBUCKET_COMMIT",
+                  "TEAMCITY_VERSION", "DRONE", "SEMAPHORE", "APPVEYOR", "BUDDY", "CI_NAME",
+                  "DO_NOT_TRACK", "PREFECT_API_URL")
+    environment = {key: value for key, value in os.environ.items() if key not in ci_markers}
+    environment["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: newsmon on the terminal
+        os.execve(sys.executable, [sys.executable, "-m", "newsmon", "--config", str(config),
+                                   "ingest"], environment)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))  # colours
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "articles: 1 new" in text
+    assert "anonymous usage data" not in text
