@@ -136,7 +136,9 @@ def train(
         )
 
     texts = [*labelled_texts, *unlabelled]
-    topic_counts = Counter(label.topic for label in labels)
+    # A pair label (one with a claim, `target`) teaches the claim model, not these two tasks,
+    # unless it names a topic too.
+    topic_counts = Counter(label.topic for label in labels if label.topic is not None)
     configured = {topic.id for topic in topics}
     missing = sorted(configured - set(topic_counts))
     topic_extra = [f"no examples of configured topic(s) {_quoted(missing)}"] if missing else []
@@ -152,8 +154,10 @@ def train(
         "; ".join(topic_extra) or None,
     )
 
-    # Stance is toward a topic's target: articles labelled 'none' have none and are left out.
-    on_topic = [i for i, label in enumerate(labels) if label.topic != NO_TOPIC]
+    # Stance is toward a topic's target: articles labelled 'none' have none and are left out,
+    # and a pair label's stance is toward its own claim.
+    on_topic = [i for i, label in enumerate(labels)
+                if label.topic not in (None, NO_TOPIC) and label.target is None]
     stance_counts = Counter(labels[i].stance for i in on_topic if labels[i].stance is not None)
     stance_model = _fit_task(
         "stance",

@@ -1,9 +1,11 @@
 """Labelled examples: the JSON Lines import format, its validation, and the seeds/ folder.
 
 One JSON object a line: ``{"id", "title", "text", "topic", "stance"}`` plus optional ``"url"``,
-``"published"`` and ``"source"`` (the publisher). ``stance`` may be null (a topic-only label) and
-``topic`` may be ``"none"`` (about none of the topics). Other keys (a corpus's ``split`` or
-``target``) are accepted and ignored, so labelled corpora in this format import as they are.
+``"published"``, ``"source"`` (the publisher) and ``"target"``. ``stance`` may be null (a
+topic-only label) and ``topic`` may be ``"none"`` (about none of the topics). A label with a
+``target`` is a pair label: its ``stance`` (``agree``, ``disagree``, ``discuss``, ``unrelated``)
+is the text's stance toward that claim, and it needs no topic. Other keys (a corpus's
+``split``) are accepted and ignored, so labelled corpora in this format import as they are.
 
 seeds/ is the labelled baseline and the source of truth: ``labels.jsonl`` holds the shipped seed
 labels (whose text may be a ``text_file`` beside it, so the seed documents stay as given) and
@@ -47,19 +49,20 @@ class Label:
     id: str
     title: str | None
     text: str
-    topic: str
+    topic: str | None  # None only for a pair label (one with a target)
     stance: str | None
     url: str | None = None
     published: str | None = None
     source: str | None = None
     origin: str = "import"
     labelled_at: str | None = None
+    target: str | None = None  # the claim a pair label's stance is toward
 
     def content(self) -> tuple:
         """What the label says: equal content under one id is the same label, wherever and
         whenever it was made."""
         return (self.id, self.title, self.text, self.topic, self.stance, self.url,
-                self.published, self.source)
+                self.published, self.source, self.target)
 
     def to_json(self) -> dict:
         """The import format (plus origin and labelled_at, which the import ignores)."""
@@ -79,7 +82,8 @@ def _required_string(record: dict, key: str) -> str:
         raise ValueError(f"missing '{key}'")
     value = record[key]
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"'{key}' must be a non-empty string")
+        hint = ", or give 'target' (the claim of a pair label)" if key == "topic" else ""
+        raise ValueError(f"'{key}' must be a non-empty string{hint}")
     return value.strip()
 
 
@@ -100,11 +104,24 @@ def parse_label(record: object, base_dir: Path | None = None, origin: str = "imp
             raise ValueError(f"cannot read text_file {name!r}: {exc}") from None
     else:
         text = _required_string(record, "text")
-    topic = _required_string(record, "topic")
+    target = record.get("target")
+    if target is not None and (not isinstance(target, str) or not target.strip()):
+        raise ValueError("'target' must be a non-empty string or null")
+    if target is None:
+        topic = _required_string(record, "topic")
+    else:
+        target = target.strip()
+        if record["topic"] is not None and (
+            not isinstance(record["topic"], str) or not record["topic"].strip()
+        ):
+            raise ValueError("'topic' must be a non-empty string or null")
+        topic = record["topic"].strip() if record["topic"] is not None else None
+        if record["stance"] is None:
+            raise ValueError("a label with a 'target' needs its 'stance' toward it")
     stance = record["stance"]
     if stance is not None:
         stance = _required_string(record, "stance")
-        if topic == NO_TOPIC:
+        if topic == NO_TOPIC and target is None:
             raise ValueError(f"topic '{NO_TOPIC}' has no target, so its stance must be null")
     record_origin = record.get("origin", origin)
     if record_origin not in ORIGINS:
@@ -118,6 +135,7 @@ def parse_label(record: object, base_dir: Path | None = None, origin: str = "imp
         **{key: _optional_string(record, key) for key in _OPTIONAL_TEXT},
         origin=record_origin,
         labelled_at=_optional_string(record, "labelled_at"),
+        target=target,
     )
 
 

@@ -397,3 +397,32 @@ def test_ensure_model_trains_when_the_warehouse_has_no_model(write_config, tmp_p
     assert query(config_path, "SELECT count(*) FROM model_versions WHERE is_current") == [(1,)]
     assert ensure(config) is ModelState.READY
     assert query(config_path, "SELECT count(*) FROM model_versions") == [(1,)]
+
+
+def test_pair_labels_import_without_a_topic_and_training_still_works(
+    write_config, tmp_path: Path
+) -> None:
+    config_path = setup_project(write_config, tmp_path)
+    pairs = tmp_path / "pairs.jsonl"
+    claim = "The league will cancel the season"
+    pairs.write_text("".join(json.dumps(
+        {"id": f"p{n}", "title": None, "text": body, "topic": None, "stance": stance,
+         "target": claim, "source": None, "split": "train"}) + "\n"
+        for n, (body, stance) in enumerate([
+            ("The league confirmed it will cancel the season.", "agree"),
+            ("The league denied reports it would cancel the season.", "disagree"),
+            ("Some say the league may cancel the season, reports claim.", "discuss"),
+            ("A new phone was released on Tuesday.", "unrelated"),
+        ])), encoding="utf-8")
+
+    imported = newsmon(config_path, "seeds", "import", str(pairs))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 4 label(s): 4 new" in imported.stdout
+    assert query(config_path, "SELECT count(*), count(DISTINCT target) FROM labels "
+                              "WHERE topic IS NULL") == [(4, 1)]
+    trained = newsmon(config_path, "model", "train")
+    assert trained.returncode == 0, trained.stderr
+    # The pairs' stances are toward their claim, not toward a topic's target.
+    (card,) = query(config_path, "SELECT card FROM model_versions")[0]
+    assert not {"agree", "disagree", "discuss", "unrelated"} & set(
+        json.loads(card)["stance"]["label_counts"])

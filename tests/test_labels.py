@@ -198,3 +198,33 @@ def test_labels_added_by_two_processes_at_once_are_all_kept(tmp_path: Path) -> N
 
     assert sorted(label.id for label in load_seeds(seeds)) == sorted(
         f"{name}-{n}" for name in ("a", "b") for n in range(40))
+
+
+def test_a_pair_label_carries_its_claim_and_needs_no_topic(tmp_path: Path) -> None:
+    # An FNC-1 line as it comes: the claim in `target`, no topic, the body's stance toward it.
+    fnc = {"id": "p1", "title": None, "text": "The report was denied by officials.",
+           "topic": None, "stance": "disagree", "target": "Officials confirmed the report",
+           "source": None, "split": "train"}
+    path = write_jsonl(tmp_path / "pairs.jsonl", [fnc, good(2, target="A claim", stance="agree")])
+    pair, both = read_labels(path)
+    assert (pair.topic, pair.target, pair.stance) == (None, "Officials confirmed the report",
+                                                      "disagree")
+    assert (both.topic, both.target) == ("x", "A claim")
+    assert pair.to_json()["target"] == "Officials confirmed the report"
+    # The claim is part of what a label says: the same id with another claim is a correction.
+    assert pair.content() != read_labels(write_jsonl(
+        tmp_path / "other.jsonl", [{**fnc, "target": "Another claim"}]))[0].content()
+
+
+def test_a_label_needs_a_topic_or_a_claim_and_a_claim_needs_a_stance(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "bad.jsonl", [
+        good(1, topic=None),
+        good(2, topic=None, target="A claim", stance=None),
+        good(3, target=""),
+    ])
+    with pytest.raises(LabelFileError) as caught:
+        read_labels(path)
+    message = str(caught.value)
+    assert "line 1: 'topic' must be a non-empty string, or give 'target'" in message
+    assert "line 2: a label with a 'target' needs its 'stance' toward it" in message
+    assert "line 3: 'target' must be a non-empty string or null" in message

@@ -62,9 +62,10 @@ FROM batch
 # The seeds/ files are the source of truth; the table is rebuilt from them whole. A label finds
 # its stored article by URL, so the link survives a warehouse rebuild.
 REPLACE_LABELS = """
-INSERT INTO labels (label_id, article_id, title, text, url, topic, stance, source, labelled_at)
+INSERT INTO labels (label_id, article_id, title, text, url, topic, stance, source, labelled_at,
+                    target)
 SELECT b.label_id, a.article_id, b.title, b.text, b.url, b.topic, b.stance, b.origin,
-       coalesce(b.labelled_at::TIMESTAMPTZ, now())
+       coalesce(b.labelled_at::TIMESTAMPTZ, now()), b.target
 FROM batch AS b
 LEFT JOIN (SELECT canonical_url, min(article_id) AS article_id FROM articles GROUP BY ALL) AS a
     ON a.canonical_url = b.url
@@ -168,6 +169,7 @@ def replace_labels(con: duckdb.DuckDBPyConnection, labels: Sequence[Label]) -> i
             "stance": [x.stance for x in labels],
             "origin": [x.origin for x in labels],
             "labelled_at": [x.labelled_at for x in labels],
+            "target": [x.target for x in labels],
         },
         schema=pa.schema(
             [
@@ -181,6 +183,7 @@ def replace_labels(con: duckdb.DuckDBPyConnection, labels: Sequence[Label]) -> i
                     "stance",
                     "origin",
                     "labelled_at",
+                    "target",
                 )
             ]
         ),

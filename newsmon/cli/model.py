@@ -345,7 +345,7 @@ def seeds_import(
     with open_warehouse(config) as con:
         replace_labels(con, labels)
     configured = {topic.id for topic in config.topics} | {NO_TOPIC}
-    unknown = sorted({label.topic for label in new} - configured)
+    unknown = sorted({label.topic for label in new if label.topic is not None} - configured)
     console.print(
         f"imported {len(new)} label(s): {changes.added} new, {changes.changed} changed, "
         f"{changes.unchanged} already there; seeds/ now holds {len(labels)}",
@@ -406,10 +406,11 @@ def label_command(
         raise fail("no classified articles to label: run `newsmon classify` first", code=1)
     labels = _labels(config)
     topics = [t.id for t in config.topics]
-    topics += sorted({x.topic for x in labels} - set(topics) - {NO_TOPIC})
+    topics += sorted({x.topic for x in labels if x.topic is not None} - set(topics) - {NO_TOPIC})
     session = LabelSession(
         topics=topics[:9],
-        stances=sorted({x.stance for x in labels if x.stance})[:9],
+        # Stances toward a topic's target; a pair label's (agree, ...) are toward its own claim.
+        stances=sorted({x.stance for x in labels if x.stance and x.target is None})[:9],
         n_articles=len(queue),
     )
     try:
