@@ -81,7 +81,7 @@ SELECT
     'https://outlet' || (i % {OUTLETS}) || '.example/news/' || i AS canonical_url,
     p.title,
     NULL AS author,
-    published,
+    published AS published_at,
     published + to_minutes(CAST(hash(i, 'seen') % 180 AS BIGINT)) AS first_seen_at,
     published + to_minutes(CAST(hash(i, 'seen') % 180 AS BIGINT)) AS fetched_at,
     NULL AS updated_at,
