@@ -80,6 +80,7 @@ def _task_card(task: TaskModel) -> dict:
             "used": getattr(task.classifier, "self_training_", None),
             "reason": getattr(task.classifier, "self_training_reason_", None),
             "cross_validated_macro_f1": getattr(task.classifier, "cv_macro_f1_", None),
+            "folds": getattr(task.classifier, "cv_folds_", None),
         }
         if task.classifier
         else None,
@@ -108,8 +109,10 @@ def model_card(model: NewsClassifier, version: str) -> dict:
         },
         "training": {
             "classifier": "LinearSVC (class-balanced) or nearest centroid; per task, "
-            "cross-validation chooses the feature blocks, and self-training or label spreading "
-            "over house style on unlabelled articles",
+            "cross-validation (grouped by source where the labels name it) chooses the feature "
+            "blocks, and self-training or label spreading over house style on unlabelled articles",
+            "seconds": getattr(model, "train_seconds", None),
+            "peak_memory_mb": getattr(model, "peak_memory_mb", None),
             "confidence": "softmax of SVM scores, temperature fitted on out-of-fold scores",
             "min_examples_per_class": MIN_EXAMPLES,
         },
@@ -141,7 +144,13 @@ def load(path: Path, sha256: str) -> NewsClassifier:
         raise ArtifactError(
             f"{path}: SHA-256 {actual[:12]}… does not match recorded {sha256[:12]}…"
         )
-    model = joblib.load(path)
+    try:
+        model = joblib.load(path)
+    except (AttributeError, ImportError) as exc:
+        # A class it names was renamed or moved since (SelfTrainingSVM became TaskClassifier).
+        raise ArtifactError(
+            f"{path}: saved by an older newsmon ({exc}): run `newsmon model train`"
+        ) from None
     if not isinstance(model, NewsClassifier):
         raise ArtifactError(f"{path}: not a newsmon model")
     return model

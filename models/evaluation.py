@@ -7,6 +7,8 @@ the same held-out articles.
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,6 +18,11 @@ from newsmon.labels import Label
 from newsmon.models.training import document_text
 
 LEARNING_CURVE_SIZES = (2, 10, 50)
+# Bounds on the learning curve's cost: it stops drawing after this many seconds (and says so),
+# and each draw learns from at most this many unlabelled texts (with 26,590 labels the labels not
+# drawn alone are 26,000 texts for every draw's features and self-training).
+CURVE_SECONDS = 600.0
+CURVE_MAX_POOL = 5000
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) -> dict:
@@ -92,19 +99,28 @@ def learning_curve(
     sizes: Sequence[int] = LEARNING_CURVE_SIZES,
     repeats: int = 3,
     seed: int = 0,
+    max_seconds: float | None = CURVE_SECONDS,
+    max_pool: int = CURVE_MAX_POOL,
 ) -> list[dict]:
-    """Macro-F1 of each trainer at n labels per class (mean and spread over ``repeats`` draws).
+    """Macro-F1 of each trainer at n labels per class (mean and spread over the draws made).
 
-    The labels not drawn join the unlabelled pool as texts, as unlabelled articles would.
+    The labels not drawn join the unlabelled pool as texts, as unlabelled articles would; at
+    most ``max_pool`` unlabelled texts in all are drawn for each draw. scikit-learn's warnings
+    about tiny label sets are silenced. Once ``max_seconds`` have passed no further draw starts:
+    each row says how many draws it holds, the last one made why it stopped (``stopped``), and
+    sizes not reached are left out.
     """
     pool_labels = [label for label in train_labels if getattr(label, task) is not None]
     test = [label for label in test_labels if getattr(label, task) is not None]
     truth = [getattr(label, task) for label in test]
     rng = np.random.default_rng(seed)
-    rows = []
+    start = time.perf_counter()
+    rows: list[dict] = []
     for size in sizes:
         scores: dict[str, list[float]] = {name: [] for name in trainers}
         for _ in range(repeats):
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                break
             drawn = set(sample_per_class([getattr(x, task) for x in pool_labels], size, rng))
             chosen = [label for i, label in enumerate(pool_labels) if i in drawn]
             rest = [
@@ -112,16 +128,28 @@ def learning_curve(
                 for i, label in enumerate(pool_labels)
                 if i not in drawn
             ]
+            pool = [*unlabelled, *rest]
+            if len(pool) > max_pool:
+                pool = [pool[i] for i in np.sort(rng.choice(len(pool), max_pool, replace=False))]
             for name, trainer in trainers.items():
-                predicted = trainer(chosen, [*unlabelled, *rest], test)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    predicted = trainer(chosen, pool, test)
                 scores[name].append(classification_metrics(truth, predicted)["macro_f1"])
-        rows.append(
-            {
-                "labels_per_class": size,
-                **{
-                    name: {"macro_f1": float(np.mean(v)), "std": float(np.std(v))}
-                    for name, v in scores.items()
-                },
-            }
-        )
+        made = len(next(iter(scores.values())))
+        if made:
+            rows.append(
+                {
+                    "labels_per_class": size,
+                    "draws": made,
+                    **{
+                        name: {"macro_f1": float(np.mean(v)), "std": float(np.std(v))}
+                        for name, v in scores.items()
+                    },
+                }
+            )
+        if made < repeats:
+            if rows:
+                rows[-1]["stopped"] = f"time budget of {max_seconds:.0f} s reached"
+            return rows
     return rows

@@ -9,26 +9,30 @@ cannot predict is written down in its ``note``, which the predictions and the mo
 
 from __future__ import annotations
 
+import resource
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import scipy.sparse as sp
 import sklearn
 from sklearn.pipeline import Pipeline
 
 from newsmon.config import TopicSettings
 from newsmon.labels import NO_TOPIC, Label
+from newsmon.models.classifier import TaskClassifier
 from newsmon.models.features import NewsFeatures
 from newsmon.models.keywords import KeywordRule
-from newsmon.models.selftraining import SelfTrainingSVM
 
 # One example of a class cannot be held out to test it, nor tell the class's spread.
 MIN_EXAMPLES = 2
 # Vocabulary cap per kind (words, word pairs): bounds model size and memory on a large warehouse.
 MAX_TERMS = 300_000
-# Folds of the cross-validation that sets confidences and decides on self-training.
+# Folds of the cross-validation that sets confidences and chooses the candidate (grouped by
+# source when the labels say it).
 CALIBRATION_FOLDS = 5
 
 
@@ -43,7 +47,7 @@ class TaskModel:
 
     task: str
     label_counts: dict[str, int]
-    classifier: SelfTrainingSVM | None
+    classifier: TaskClassifier | None
     note: str | None  # what this task cannot predict, and why
 
     @property
@@ -66,6 +70,9 @@ class NewsClassifier:
     trained_at: str
     n_unlabelled: int
     library_versions: dict[str, str] = field(default_factory=dict)
+    # What training cost: wall seconds of train(), and the process's peak resident memory.
+    train_seconds: float | None = None
+    peak_memory_mb: float | None = None
 
     def pipeline(self, task: str) -> Pipeline:
         """The task's features and classifier as one scikit-learn Pipeline."""
@@ -98,13 +105,18 @@ def _plan(task: str, counts: Counter[str]) -> tuple[list[str], str | None]:
     return learnable, scarce_note
 
 
+def peak_memory_mb() -> float:
+    """The process's peak resident memory so far, in MB (Linux counts ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _fit_task(
     task: str,
-    features: NewsFeatures,
-    texts: Sequence[str],
+    X: sp.csr_matrix,
     targets: Sequence[str | None],
+    groups: Sequence[str | None],
     counts: Counter[str],
-    classifier: SelfTrainingSVM,
+    classifier: TaskClassifier,
     extra_note: str | None = None,
 ) -> TaskModel:
     learnable, note = _plan(task, counts)
@@ -112,7 +124,7 @@ def _fit_task(
     if not learnable:
         return TaskModel(task, dict(counts), None, note)
     y = np.array([t if t in learnable else None for t in targets], dtype=object)
-    return TaskModel(task, dict(counts), classifier.fit(features.transform(texts), y), note)
+    return TaskModel(task, dict(counts), classifier.fit(X, y, groups=groups), note)
 
 
 def train(
@@ -122,20 +134,28 @@ def train(
     self_training_rounds: int = 5,
     calibration_folds: int = CALIBRATION_FOLDS,
 ) -> NewsClassifier:
-    """Fit features, topic and stance models; ``unlabelled`` holds document_text()s."""
+    """Fit features, topic and stance models; ``unlabelled`` holds document_text()s.
+
+    Each label's ``source`` groups the cross-validation that chooses and scores a model, so that
+    no outlet is on both sides of a fold."""
     if not labels:
         raise ValueError("no labels: add some with `newsmon seeds import` or `newsmon label`")
+    start = time.perf_counter()
     labelled_texts = [document_text(label.title, label.text) for label in labels]
-    features = NewsFeatures(min_df=2, max_features=MAX_TERMS).fit([*labelled_texts, *unlabelled])
+    texts = [*labelled_texts, *unlabelled]
+    features = NewsFeatures(min_df=2, max_features=MAX_TERMS).fit(texts)
+    # Transformed once for both tasks: on a large label set it is most of the features' cost.
+    X = features.transform(texts)
 
-    def classifier() -> SelfTrainingSVM:
-        return SelfTrainingSVM(
+    def classifier() -> TaskClassifier:
+        return TaskClassifier(
             rounds=self_training_rounds,
             calibration_folds=calibration_folds,
             blocks=features.blocks_,
         )
 
-    texts = [*labelled_texts, *unlabelled]
+    sources = [label.source for label in labels]
+    no_sources: list[str | None] = [None] * len(unlabelled)
     # A pair label (one with a claim, `target`) teaches the claim model, not these two tasks,
     # unless it names a topic too.
     topic_counts = Counter(label.topic for label in labels if label.topic is not None)
@@ -146,9 +166,9 @@ def train(
         topic_extra.append(f"no '{NO_TOPIC}' examples, so off-topic articles are not recognised")
     topic_model = _fit_task(
         "topic",
-        features,
-        texts,
+        X,
         [label.topic for label in labels] + [None] * len(unlabelled),
+        sources + no_sources,
         topic_counts,
         classifier(),
         "; ".join(topic_extra) or None,
@@ -159,11 +179,12 @@ def train(
     on_topic = [i for i, label in enumerate(labels)
                 if label.topic not in (None, NO_TOPIC) and label.target is None]
     stance_counts = Counter(labels[i].stance for i in on_topic if labels[i].stance is not None)
+    rows = [*on_topic, *range(len(labels), len(texts))]
     stance_model = _fit_task(
         "stance",
-        features,
-        [labelled_texts[i] for i in on_topic] + list(unlabelled),
+        X if len(rows) == len(texts) else X[rows],
         [labels[i].stance for i in on_topic] + [None] * len(unlabelled),
+        [sources[i] for i in on_topic] + no_sources,
         stance_counts,
         classifier(),
     )
@@ -175,4 +196,6 @@ def train(
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         n_unlabelled=len(unlabelled),
         library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
+        train_seconds=time.perf_counter() - start,
+        peak_memory_mb=peak_memory_mb(),
     )

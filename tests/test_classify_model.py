@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +14,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from newsmon.config import TopicSettings
 from newsmon.labels import Label
 from newsmon.models.artifacts import ArtifactError, load, save
-from newsmon.models.evaluation import classification_metrics
+from newsmon.models.candidates import Candidate
+from newsmon.models.classifier import TaskClassifier
+from newsmon.models.evaluation import classification_metrics, learning_curve
 from newsmon.models.features import (
     _SEPARATORS,
     TOKEN,
@@ -22,12 +26,8 @@ from newsmon.models.features import (
     _tokens,
 )
 from newsmon.models.predict import predict
-from newsmon.models.selftraining import (
-    Candidate,
-    SelfTrainingSVM,
-    neighbour_graph,
-    spread_labels,
-)
+from newsmon.models.selection import choose, make_folds
+from newsmon.models.selftraining import neighbour_graph, spread_labels
 from newsmon.models.training import train
 
 VOCAB = {
@@ -245,14 +245,14 @@ def test_unlabelled_articles_are_used_only_when_cross_validation_says_they_help(
     # the centroids, cheap with any number of classes, still may.
     X = model.features.transform([x.text for x in labels] + pool)
     y = np.array([x.topic for x in labels] + [None] * len(pool), dtype=object)
-    capped = SelfTrainingSVM(max_self_training_classes=2).fit(X, y)
+    capped = TaskClassifier(max_self_training_classes=2).fit(X, y)
     assert capped.method_ not in {"self_training", "spreading"}
     assert "not tried: 3 classes (more than 2)" in capped.self_training_reason_
     assert capped.cv_macro_f1_["self_training"] is None
     assert capped.cv_macro_f1_["ensemble"] is None
     assert capped.cv_macro_f1_["centroid_self_training"] is not None
     # Without unlabelled rows there is nothing to decide.
-    alone = SelfTrainingSVM().fit(X[: len(labels)], y[: len(labels)])
+    alone = TaskClassifier().fit(X[: len(labels)], y[: len(labels)])
     assert alone.self_training_ is False
     assert alone.self_training_reason_.endswith("not tried: no unlabelled articles")
 
@@ -345,7 +345,7 @@ def test_labels_spread_along_house_style_from_two_labels_per_class() -> None:
     y = np.full(len(texts), None, dtype=object)
     for first in range(0, len(texts), 30):
         y[first] = leanings[first]
-    model = SelfTrainingSVM(blocks=features.blocks_, calibration_folds=2).fit(X, y)
+    model = TaskClassifier(blocks=features.blocks_, calibration_folds=2).fit(X, y)
     assert model.cv_macro_f1_["spreading"] is not None
     guess = model.predict(features.transform(test_texts))
     assert classification_metrics(test_leanings, guess)["macro_f1"] > 0.9
@@ -368,11 +368,10 @@ def test_spreading_is_kept_when_it_beats_the_svm_on_its_view_within_thrice_the_n
 
     words, style = Candidate("labelled_only", 0.0), Candidate("style", 1.0)
     spreading = Candidate("spreading", 1.0, unlabelled="spreading")
-    model = SelfTrainingSVM()
 
     def chosen(n_words: int, n_style: int, n_spreading: int) -> str:
         oof = {words: scores(n_words), style: scores(n_style), spreading: scores(n_spreading)}
-        return model._choose(truth, oof).name
+        return choose(truth, oof).name
 
     # The SVM on words leads by between one and three times the noise (30 labels): spreading is
     # kept when it beats the same SVM on words and style, which the spread labels should improve,
@@ -410,8 +409,8 @@ def test_the_ensemble_is_kept_within_the_noise_and_beats_the_plain_svm(
     features = NewsFeatures(min_df=2).fit(labelled + pool)
     X, X_test = features.transform(labelled + pool), features.transform(test)
     y = np.array(targets + [None] * len(pool), dtype=object)
-    model = SelfTrainingSVM(blocks=features.blocks_).fit(X, y)
-    plain = SelfTrainingSVM(rounds=0, calibration_folds=0, blocks=features.blocks_).fit(X, y)
+    model = TaskClassifier(blocks=features.blocks_).fit(X, y)
+    plain = TaskClassifier(rounds=0, calibration_folds=0, blocks=features.blocks_).fit(X, y)
 
     assert model.method_ == "ensemble" and model.self_training_
     f1 = classification_metrics(truth, model.predict(X_test))["macro_f1"]
@@ -423,3 +422,64 @@ def test_the_ensemble_is_kept_within_the_noise_and_beats_the_plain_svm(
     scores = model.decision_function(X_test)
     np.testing.assert_allclose(scores[:, -linear.shape[1] :], linear, rtol=1e-5, atol=1e-6)
     assert model.predict_proba(X_test).shape == (len(test), len(topics))
+
+
+def test_folds_group_by_source_so_house_style_does_not_look_like_stance() -> None:
+    # Leaning follows the publisher, and each publisher types quotes its own way: with random
+    # folds the style SVM recognises the publisher and looks perfect; with folds grouped by
+    # source it meets unseen publishers, where house style says nothing.
+    n = 20
+    texts, leanings = house_style_corpus(n, seed=0)
+    sources = [f"house {i // n}" for i in range(len(texts))]
+    features = NewsFeatures(min_df=2).fit(texts)
+    X, y = features.transform(texts), np.array(leanings, dtype=object)
+    grouped = TaskClassifier(rounds=0, blocks=features.blocks_).fit(X, y, groups=sources)
+    random = TaskClassifier(rounds=0, blocks=features.blocks_).fit(X, y)
+    assert "grouped by source" in grouped.cv_folds_ and "random" in random.cv_folds_
+    assert random.cv_macro_f1_["style"] > 0.9
+    assert grouped.cv_macro_f1_["style"] < 0.7
+    assert "grouped by source" in grouped.self_training_reason_
+
+
+def test_no_source_is_on_both_sides_of_a_fold_and_big_label_sets_are_drawn() -> None:
+    codes = np.repeat([0, 1, 2], 40)
+    sources = [f"outlet {i % 12}" for i in range(len(codes))]
+    sources[:5] = [None] * 5  # unknown: each its own group
+    folds = make_folds(codes, sources, folds=5, seed=0, max_labels=60)
+    assert folds is not None and "grouped by source" in folds.how
+    assert "on 60 of 120 labels" in folds.how and len(folds.rows) == 60
+    for train_part, test_part in folds.splits:
+        seen = {sources[folds.rows[i]] for i in train_part} - {None}
+        assert seen.isdisjoint({sources[folds.rows[i]] for i in test_part})
+        assert set(codes[folds.rows[train_part]]) == {0, 1, 2}
+    # One source per class: holding any out loses a class, so the folds are random.
+    one_each = [f"outlet {c}" for c in codes]
+    assert "random folds" in make_folds(codes, one_each, 5, 0, 1000).how
+    assert "random folds" in make_folds(codes, None, 5, 0, 1000).how
+
+
+def test_training_records_its_time_and_memory_in_the_card(tmp_path) -> None:
+    model = train(corpus(4), [], TOPICS)
+    assert model.train_seconds is not None and model.train_seconds > 0
+    assert model.peak_memory_mb is not None and model.peak_memory_mb > 10
+    card = save(model, tmp_path).card
+    assert card["training"]["seconds"] == model.train_seconds
+    assert card["training"]["peak_memory_mb"] == model.peak_memory_mb
+
+
+def test_the_learning_curve_is_silent_and_stops_at_its_time_budget() -> None:
+    labels = corpus(6)
+
+    def slow_trainer(chosen, unlabelled, test):
+        warnings.warn("number of unique classes is greater than 50%", UserWarning, stacklevel=1)
+        time.sleep(0.2)
+        return [chosen[0].topic] * len(test)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = learning_curve(
+            "topic", labels, labels, [], {"t": slow_trainer}, sizes=(2, 3), max_seconds=0.1
+        )
+    assert caught == []
+    assert [row["labels_per_class"] for row in rows] == [2]
+    assert rows[0]["draws"] == 1 and "time budget" in rows[0]["stopped"]

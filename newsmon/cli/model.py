@@ -120,6 +120,12 @@ def train_command(
         raise fail(str(exc)) from None
     assert saved.model is not None
     _describe(saved.model)
+    if saved.model.train_seconds is not None:
+        console.print(
+            f"trained in {saved.model.train_seconds:.1f} s, peak memory "
+            f"{saved.model.peak_memory_mb:.0f} MB",
+            markup=False,
+        )
     console.print(f"model [bold]{escape(saved.version)}[/] saved to {escape(str(saved.path))} "
                   "and made current")
     if classify:
@@ -259,7 +265,10 @@ def evaluate_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     curve: Annotated[
-        bool, typer.Option(help="Also the learning curve at 2, 10, 50 labels per class (slow).")
+        bool,
+        typer.Option(
+            help="Also the learning curve at 2, 10, 50 labels per class (stops after 10 minutes)."
+        ),
     ] = False,
     repeats: Annotated[int, typer.Option(min=1, help="Draws per learning-curve size.")] = 3,
 ) -> None:
@@ -325,7 +334,10 @@ def evaluate_command(
                 f"  {row['labels_per_class']:>3} labels/class: macro-F1 "
                 f"{row['labelled_only']['macro_f1']:.3f} labelled only, "
                 f"{row['with_unlabelled']['macro_f1']:.3f} with unlabelled articles"
+                f" ({row['draws']} draw(s))"
             )
+            if row.get("stopped"):
+                typer.echo(f"  learning curve stopped: {row['stopped']}")
 
 
 @seeds_app.command("import")
