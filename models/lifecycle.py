@@ -16,7 +16,7 @@ from pathlib import Path
 
 from newsmon.config import Config
 from newsmon.labels import Label, all_labels, seeds_dir
-from newsmon.models.artifacts import ArtifactError, SavedModel, save, sha256_of, versions_dir
+from newsmon.models.artifacts import ArtifactError, SavedModel, load, save, versions_dir
 from newsmon.models.training import document_text, train
 from newsmon.warehouse.classify import ModelRow, record_model, replace_labels, unlabelled_texts
 from newsmon.warehouse.db import open_warehouse
@@ -82,14 +82,14 @@ class ModelState(Enum):
 
 
 def artifact_intact(config: Config, current: ModelRow | None) -> bool:
-    """Whether ``current`` (the warehouse's current model) names an artifact that is present and
-    unaltered; False, with a warning for an altered or missing one, when it does not."""
+    """Whether ``current`` (the warehouse's current model) names an artifact that is present,
+    unaltered and loads; False, with a warning saying which, when it does not."""
     if current is None:
         return False
-    path = config.resolve(Path(current.artifact_path))
     try:
-        if not path.is_file() or sha256_of(path) != current.artifact_sha256:
-            raise ArtifactError(f"{path}: missing or changed")
+        # Loaded, not only hashed: a file an older newsmon saved is intact but names classes
+        # that have since gone, and every classify run would fail on it.
+        load(config.resolve(Path(current.artifact_path)), current.artifact_sha256)
     except (OSError, ArtifactError) as exc:
         log.warning("current model %s is unusable (%s): retraining", current.version, exc)
         return False

@@ -426,3 +426,24 @@ def test_pair_labels_import_without_a_topic_and_training_still_works(
     (card,) = query(config_path, "SELECT card FROM model_versions")[0]
     assert not {"agree", "disagree", "discuss", "unrelated"} & set(
         json.loads(card)["stance"]["label_counts"])
+
+
+def test_a_current_model_an_older_newsmon_saved_is_retrained(write_config, tmp_path) -> None:
+    import hashlib
+    import pickle
+
+    config_path = setup_project(write_config, tmp_path)
+    config = load_config(config_path)
+    assert ensure(config) is ModelState.TRAINED
+    (path, version) = query(config_path, "SELECT artifact_path, model_version FROM model_versions")[0]
+    # What an earlier release left: a pickle naming a class that has since gone, recorded as
+    # current with its true hash (so only loading it tells).
+    artifact = config.resolve(Path(path))
+    artifact.write_bytes(pickle.dumps(1).replace(b"K\x01", b"cnewsmon.models.selftraining\nSelfTrainingSVM\n)\x81"))
+    with open_warehouse(config) as con:
+        con.execute("UPDATE model_versions SET artifact_sha256 = ?",
+                    [hashlib.sha256(artifact.read_bytes()).hexdigest()])
+
+    assert ensure(config) is ModelState.TRAINED
+    current = query(config_path, "SELECT model_version FROM model_versions WHERE is_current")
+    assert current != [(version,)]
