@@ -1,0 +1,168 @@
+"""The claim-stance model on generated (claim, body) pairs: no corpus is read."""
+
+from __future__ import annotations
+
+import random
+
+import joblib
+import numpy as np
+import pytest
+
+from newsmon.models.artifacts import sha256_of
+from newsmon.models.claims import ClaimStanceModel, fnc_score
+
+STANCES = ("agree", "disagree", "discuss", "unrelated")
+SUBJECTS = [
+    "mayor",
+    "minister",
+    "senator",
+    "company",
+    "union",
+    "council",
+    "army",
+    "court",
+    "bank",
+    "school",
+]
+VERBS = [
+    "approved",
+    "banned",
+    "closed",
+    "opened",
+    "sold",
+    "bought",
+    "cancelled",
+    "signed",
+    "raised",
+    "cut",
+]
+OBJECTS = [
+    "bridge",
+    "tax",
+    "deal",
+    "plant",
+    "airport",
+    "treaty",
+    "budget",
+    "law",
+    "stadium",
+    "pipeline",
+]
+PLACES = [
+    "Arden",
+    "Belmont",
+    "Corvale",
+    "Dunmore",
+    "Elkton",
+    "Fairhaven",
+    "Glenrock",
+    "Harwick",
+    "Ivydale",
+    "Jasper",
+]
+FILLER = [
+    "the",
+    "week",
+    "people",
+    "local",
+    "news",
+    "officials",
+    "town",
+    "residents",
+    "plans",
+    "year",
+    "meeting",
+]
+
+
+def _story(i: int) -> tuple[str, list[str]]:
+    """A claim and words that stories about it share."""
+    s, v, o, p = SUBJECTS[i % 10], VERBS[(i * 3) % 10], OBJECTS[(i * 7) % 10], PLACES[i % 10]
+    return f"The {p} {s} {v} the {o}", [p, s, v, o]
+
+
+def _body(stance: str, claim: str, words: list[str], other: list[str], rng: random.Random) -> str:
+    def filler(topic: list[str]) -> str:
+        return " ".join(rng.choice(topic + FILLER) for _ in range(12)) + "."
+
+    if stance == "agree":
+        core = f"Officials confirmed today that {claim.lower()}. It is official and verified."
+    elif stance == "disagree":
+        core = f"The report that {claim.lower()} is false. Officials denied it; it was a hoax."
+    elif stance == "discuss":
+        core = f"According to unverified reports, {claim.lower()}, it was reportedly claimed."
+    else:
+        return f"{filler(other)} {filler(other)} {filler(other)}"
+    return f"{filler(words)} {core} {filler(words)}"
+
+
+def _pairs(stories: range, per_stance: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    rng = random.Random(seed)
+    claims, bodies, stances = [], [], []
+    for i in stories:
+        claim, words = _story(i)
+        for stance in STANCES:
+            for _ in range(per_stance):
+                other = _story(i + 1 + rng.randrange(9))[1]
+                claims.append(claim)
+                bodies.append(_body(stance, claim, words, other, rng))
+                stances.append(stance)
+    return claims, bodies, stances
+
+
+@pytest.fixture(scope="module")
+def fitted() -> ClaimStanceModel:
+    return ClaimStanceModel(max_iter=60, n_components=20).fit(*_pairs(range(12), 3, seed=0))
+
+
+def test_learns_stance_toward_claims_of_unseen_stories(fitted: ClaimStanceModel) -> None:
+    claims, bodies, stances = _pairs(range(12, 18), 2, seed=1)
+    predicted = fitted.predict(claims, bodies)
+    accuracy = np.mean(predicted == np.array(stances))
+    assert accuracy > 0.75, accuracy  # chance is 0.25
+    assert fnc_score(stances, predicted) > 75
+
+
+def test_probabilities_are_rows_over_the_classes(fitted: ClaimStanceModel) -> None:
+    claims, bodies, _ = _pairs(range(12, 14), 1, seed=2)
+    proba = fitted.predict_proba(claims, bodies)
+    assert list(fitted.classes_) == sorted(STANCES)
+    assert proba.shape == (len(claims), 4)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert fitted.note_ is None
+
+
+def test_a_class_with_one_example_is_not_learned_and_the_note_says_so() -> None:
+    claims, bodies, stances = _pairs(range(6), 2, seed=3)
+    claims.append("The court closed the bridge")
+    bodies.append("Nobody knows yet; we asked the court about the bridge.")
+    stances.append("unsure")
+    model = ClaimStanceModel(max_iter=20, n_components=10).fit(claims, bodies, stances)
+    assert "unsure" not in model.classes_
+    assert "'unsure'" in model.note_ and "never predicted" in model.note_
+    assert set(model.predict(claims[:8], bodies[:8])) <= set(STANCES)
+
+
+def test_fewer_than_two_learnable_classes_is_refused() -> None:
+    with pytest.raises(ValueError, match="only 'agree' has 2 examples"):
+        ClaimStanceModel().fit(["a claim"] * 3, ["one", "two", "three"], ["agree"] * 2 + ["x"])
+
+
+def test_fnc_score_of_known_predictions() -> None:
+    truth = ["agree", "unrelated", "discuss", "disagree"]
+    predicted = ["agree", "unrelated", "disagree", "unrelated"]
+    # 1 + 0.25 + 0.25 + 0 of a best 1 + 0.25 + 1 + 1
+    assert fnc_score(truth, predicted) == pytest.approx(100 * 1.5 / 3.25)
+    assert fnc_score(truth, truth) == 100.0
+
+
+def test_saves_and_loads_as_newsmon_artifacts_do(fitted: ClaimStanceModel, tmp_path) -> None:
+    path = tmp_path / "model.joblib"
+    joblib.dump(fitted, path, compress=3)
+    digest = sha256_of(path)
+    loaded = joblib.load(path)
+    claims, bodies, _ = _pairs(range(12, 13), 1, seed=4)
+    assert sha256_of(path) == digest
+    np.testing.assert_allclose(
+        loaded.predict_proba(claims, bodies), fitted.predict_proba(claims, bodies)
+    )
