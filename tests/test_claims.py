@@ -112,7 +112,7 @@ def _pairs(stories: range, per_stance: int, seed: int) -> tuple[list[str], list[
 
 @pytest.fixture(scope="module")
 def fitted() -> ClaimStanceModel:
-    return ClaimStanceModel(max_iter=60, n_components=20).fit(*_pairs(range(12), 3, seed=0))
+    return ClaimStanceModel(max_iter=60, n_components=20, n_shown=20).fit(*_pairs(range(12), 3, seed=0))
 
 
 def test_learns_stance_toward_claims_of_unseen_stories(fitted: ClaimStanceModel) -> None:
