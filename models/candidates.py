@@ -96,8 +96,9 @@ def fit_candidate(
         fitted = learners.svm_linear(learners.self_train(view, codes, n_classes, rounds, settings))
     if scale is None:
         return fitted
-    # float32, as the weights are: a float64 product would double a large model's peak.
-    return Linear(fitted.weights * scale.astype(np.float32)[:, np.newaxis], fitted.intercept)
+    # In place, in float32 as the weights are: a product would copy a large model's weights.
+    fitted.weights *= scale.astype(np.float32)[:, np.newaxis]
+    return fitted
 
 
 def labelled_candidates(blocks: Blocks | None, style_weight: float, lead_weight: float) -> list:

@@ -45,6 +45,7 @@ from sklearn.utils.validation import check_is_fitted
 # more word characters always spans a whole word) but the \b checks make it about 15% slower.
 TOKEN = re.compile(r"\w\w+")
 _GAP = np.array([-1], dtype=np.int64)
+_GAP32 = np.array([-1], dtype=np.int32)
 # Words of an article's lead (headline first) in the ``lead`` block: about a headline and a
 # sentence, where what the article is about is said most plainly.
 LEAD_WORDS = 25
@@ -121,6 +122,25 @@ def _words(text: str) -> list[str]:
     return text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
 
 
+class _NewIds(dict):
+    """Word -> id, numbering words in the order they are first seen."""
+
+    def __missing__(self, word: str) -> int:
+        self[word] = len(self)
+        return len(self) - 1
+
+
+def _provisional_ids(docs: list[list[str]], ids_of: _NewIds) -> tuple[np.ndarray, np.ndarray]:
+    """All documents' word ids in one int32 array, -1 after each document, and the document
+    each position belongs to."""
+    parts: list[np.ndarray] = []
+    for tokens in docs:
+        parts.append(np.fromiter(map(ids_of.__getitem__, tokens), np.int32, len(tokens)))
+        parts.append(_GAP32)
+    ids = np.concatenate(parts) if parts else np.empty(0, np.int32)
+    return ids, np.repeat(np.arange(len(docs)), [len(tokens) + 1 for tokens in docs])
+
+
 def _tokens(texts: Iterable[str]) -> list[list[str]]:
     """Each text's tokens, exactly those of TOKEN on the lower-cased text."""
     return [[word for word in _words(text) if len(word) > 1] for text in texts]
@@ -144,28 +164,28 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         self.lead = lead
 
     def fit(self, X: Sequence[str], y: object = None) -> WordNgramTfidf:
-        docs = _tokens(X)
-        df: Counter[str] = Counter()
-        for tokens in docs:
-            df.update(set(tokens))
-        kept = [(count, word) for word, count in df.items() if count >= self.min_df]
-        if self.max_features is not None and len(kept) > self.max_features:
-            kept = sorted(kept, reverse=True)[: self.max_features]
-        words = sorted(word for _, word in kept)
-        self.vocabulary_ = {word: i for i, word in enumerate(words)}
-        self.lookup_ = {**self.vocabulary_, **dict.fromkeys(_ONE_CHARACTER_WORDS, _SKIP)}
-        codes, rows = self._bigram_codes(*self._ids(docs))
-        # Document frequency of each bigram: count each (document, code) pair once.
-        # One int64 key per (document, code) pair: a 1-D unique, several times faster than
-        # np.unique(axis=1). codes < V**2 and V <= a few 10**5, so keys stay far below 2**63.
-        span = max(len(self.vocabulary_), 1) ** 2
-        if span * (len(docs) + 1) < 2**62:
-            pair_codes = np.unique(rows.astype(np.int64) * span + codes) % span
-        else:  # a vocabulary too large for one key: the slower 2-D unique
-            pair_codes = np.unique(np.stack([rows, codes]), axis=1)[1]
-        bigrams, bigram_df = np.unique(pair_codes, return_counts=True)
+        # Tokenised a chunk of texts at a time, each word kept as a 4-byte id: token lists cost
+        # tens of bytes a word, and a 26,590-article fit of the whole list peaked at 4 GB.
+        ids_of = _NewIds()
+        chunks: list[np.ndarray] = []
+        df = np.zeros(0, dtype=np.int64)
+        for _, texts in _chunks(X):
+            ids, rows = _provisional_ids(_tokens(texts), ids_of)
+            # Document frequency: each (document, word) once, as one int64 key.
+            known = ids >= 0
+            once = np.unique(rows[known].astype(np.int64) << 32 | ids[known]) & 0xFFFFFFFF
+            df = np.pad(df, (0, len(ids_of) - len(df))) + np.bincount(once, minlength=len(ids_of))
+            chunks.append(ids)
+        self._vocabulary(list(ids_of), df)
+        remap = np.full(len(ids_of) + 1, -1, dtype=np.int64)  # the last: a gap stays -1
+        for word, provisional in ids_of.items():
+            remap[provisional] = self.vocabulary_.get(word, -1)
+        bigrams, bigram_df = self._bigram_df((remap[ids], ids == -1) for ids in chunks)
         self.bigrams_ = bigrams[bigram_df >= self.min_df]
-        unigram_df = np.array([df[word] for word in words], dtype=np.float64)
+        words = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
+        unigram_df = np.empty(len(words))
+        kept = remap[:-1] >= 0
+        unigram_df[remap[:-1][kept]] = df[kept]
         bigram_doc_freq = bigram_df[bigram_df >= self.min_df].astype(np.float64)
         frequency = np.concatenate([unigram_df, bigram_doc_freq])
         # Columns in order of document frequency: an article's terms are mostly frequent ones,
@@ -174,13 +194,41 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         order = np.argsort(-frequency, kind="stable")
         self.columns_ = np.empty(len(order), dtype=np.int64)
         self.columns_[order] = np.arange(len(order))
-        self.idf_ = np.log((1 + len(docs)) / (1 + frequency[order])) + 1
+        self.idf_ = np.log((1 + len(X)) / (1 + frequency[order])) + 1
         # The lead block's columns in order of document frequency too.
         by_frequency = np.argsort(-unigram_df, kind="stable")
         self.lead_columns_ = np.empty(len(by_frequency), dtype=np.int64)
         self.lead_columns_[by_frequency] = np.arange(len(by_frequency))
-        self.lead_idf_ = np.log((1 + len(docs)) / (1 + unigram_df[by_frequency])) + 1
+        self.lead_idf_ = np.log((1 + len(X)) / (1 + unigram_df[by_frequency])) + 1
         return self
+
+    def _vocabulary(self, words: list[str], df: np.ndarray) -> None:
+        """The words kept (in at least min_df documents; the max_features most frequent) as
+        ``vocabulary_`` in alphabetical order, and ``lookup_``."""
+        counts = zip(words, df.tolist(), strict=True)
+        kept = [(count, word) for word, count in counts if count >= self.min_df]
+        if self.max_features is not None and len(kept) > self.max_features:
+            kept = sorted(kept, reverse=True)[: self.max_features]
+        self.vocabulary_ = {word: i for i, word in enumerate(sorted(word for _, word in kept))}
+        self.lookup_ = {**self.vocabulary_, **dict.fromkeys(_ONE_CHARACTER_WORDS, _SKIP)}
+
+    def _bigram_df(
+        self, chunks: Iterable[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each bigram's code and document frequency, from each chunk's word ids (-1: a word
+        not kept, or a gap) and where its gaps between documents are."""
+        span = max(len(self.vocabulary_), 1) ** 2
+        per_document = []
+        for ids, gaps in chunks:
+            rows = np.concatenate([[0], np.cumsum(gaps[:-1])])
+            codes, code_rows = self._bigram_codes(ids, rows)
+            # Each (document, code) pair once, as one int64 key: several times faster than
+            # np.unique(axis=1). codes < V**2, V <= a few 10**5: keys stay far below 2**63.
+            if span * (gaps.sum() + 1) < 2**62:
+                per_document.append(np.unique(code_rows.astype(np.int64) * span + codes) % span)
+            else:  # a vocabulary too large for one key: the slower 2-D unique
+                per_document.append(np.unique(np.stack([code_rows, codes]), axis=1)[1])
+        return np.unique(np.concatenate([np.empty(0, np.int64), *per_document]), return_counts=True)
 
     @property
     def n_ngrams(self) -> int:
@@ -278,8 +326,9 @@ WORD, SPACE, PUNCTUATION, BOUNDARY = 0, 1, 2, 3
 _KINDS = np.full(256, PUNCTUATION, dtype=np.uint8)
 _KINDS[list(b"aA9")] = WORD
 _KINDS[list(b" \n")] = SPACE
-# Texts whose terms are found at once: bounds the byte arrays to about this many articles' size.
-_STYLE_CHUNK = 2000
+# Texts tokenised or whose style terms are found at once: bounds the token lists and byte arrays
+# to about this many articles' size.
+_CHUNK = 2000
 
 
 @dataclass
@@ -344,8 +393,8 @@ def _style_windows(texts: Sequence[str]) -> _StyleWindows:
 
 
 def _chunks(texts: Sequence[str]) -> Iterable[tuple[int, Sequence[str]]]:
-    for start in range(0, len(texts), _STYLE_CHUNK):
-        yield start, texts[start : start + _STYLE_CHUNK]
+    for start in range(0, len(texts), _CHUNK):
+        yield start, texts[start : start + _CHUNK]
 
 
 class PunctuationStyle(TransformerMixin, BaseEstimator):
@@ -443,4 +492,15 @@ class NewsFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Sequence[str]) -> sp.csr_matrix:
         check_is_fitted(self, "blocks_")
-        return _side_by_side(self.words_.transform(X), self.style_.transform(X))
+        # A chunk of texts at a time: the token lists and index arrays of a whole large set
+        # (tens of bytes a word) peaked at 6 GB for 26,590 articles.
+        parts = [
+            _side_by_side(self.words_.transform(texts), self.style_.transform(texts))
+            for _, texts in _chunks(X)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return sp.vstack(parts, format="csr") if parts else self._empty()
+
+    def _empty(self) -> sp.csr_matrix:
+        return _side_by_side(self.words_.transform([]), self.style_.transform([]))
