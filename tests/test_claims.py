@@ -190,3 +190,12 @@ def test_saves_and_loads_as_newsmon_artifacts_do(fitted: ClaimStanceModel, tmp_p
     np.testing.assert_allclose(
         loaded.predict_proba(claims, bodies), fitted.predict_proba(claims, bodies)
     )
+
+
+def test_groups_keep_their_pairs_together_when_confidence_is_fitted() -> None:
+    claims, bodies, stances = _pairs(range(24), 1, seed=7)
+    model = ClaimStanceModel(max_iter=20, n_components=10, n_shown=5)
+    model.fit(claims, bodies, stances, groups=claims)  # one group per story
+    assert 0.05 <= model.temperature_ <= 20
+    with pytest.raises(ValueError, match="but 2 groups"):
+        model.fit(claims, bodies, stances, groups=["a", "b"])
