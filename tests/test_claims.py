@@ -168,7 +168,8 @@ def test_a_class_with_one_example_is_not_learned_and_the_note_says_so() -> None:
 
 
 def test_fewer_than_two_learnable_classes_is_refused() -> None:
-    with pytest.raises(ValueError, match="only 'agree' has 2 examples"):
+    with pytest.raises(ValueError, match="cannot learn stance toward claims: only 'agree' has "
+                                         "examples; 'x' need at least 2 examples each"):
         ClaimStanceModel().fit(["a claim"] * 3, ["one", "two", "three"], ["agree"] * 2 + ["x"])
 
 
