@@ -18,7 +18,8 @@ import joblib
 
 from newsmon.config import Config
 from newsmon.models.evaluation import classification_metrics
-from newsmon.models.training import MIN_EXAMPLES, NewsClassifier, TaskModel
+from newsmon.models.learnable import MIN_EXAMPLES
+from newsmon.models.training import NewsClassifier, TaskModel
 
 ARTIFACT_NAME = "model.joblib"
 CARD_NAME = "card.json"

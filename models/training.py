@@ -23,12 +23,14 @@ from sklearn.pipeline import Pipeline
 
 from newsmon.config import TopicSettings
 from newsmon.labels import NO_TOPIC, Label
+from newsmon.models.claims import ClaimStanceModel
 from newsmon.models.classifier import TaskClassifier
 from newsmon.models.features import NewsFeatures
 from newsmon.models.keywords import KeywordRule
+from newsmon.models.learnable import plan, quoted
 
-# One example of a class cannot be held out to test it, nor tell the class's spread.
-MIN_EXAMPLES = 2
+# Fewer distinct bodies than this among the pair labels: no held-out score for the claim model.
+HELD_OUT_MIN_BODIES = 10
 # Vocabulary cap per kind (words, word pairs): bounds model size and memory on a large warehouse.
 MAX_TERMS = 300_000
 # Folds of the cross-validation that sets confidences and chooses the candidate (grouped by
@@ -62,6 +64,24 @@ class TaskModel:
 
 
 @dataclass
+class ClaimTask:
+    """Stance toward a claim, learned from pair labels: the model, or None and why there is
+    none, and how it did on bodies it had not seen."""
+
+    label_counts: dict[str, int]
+    model: ClaimStanceModel | None
+    note: str | None
+    # Truth and prediction for the pairs of a fifth of the bodies, held out from a model fitted
+    # on the rest: a new article is an unseen body. None when there were too few bodies.
+    held_out_true: np.ndarray | None = None
+    held_out_pred: np.ndarray | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return [] if self.model is None else [str(c) for c in self.model.classes_]
+
+
+@dataclass
 class NewsClassifier:
     features: NewsFeatures
     topic: TaskModel
@@ -70,6 +90,10 @@ class NewsClassifier:
     trained_at: str
     n_unlabelled: int
     library_versions: dict[str, str] = field(default_factory=dict)
+    # Stance toward a claim (pair labels), and the claim of each topic that has one, as the
+    # config said when the model was trained: a model version predicts the same every time.
+    claims: ClaimTask | None = None
+    topic_claims: dict[str, str] = field(default_factory=dict)
     # What training cost: wall seconds of train(), and the process's peak resident memory.
     train_seconds: float | None = None
     peak_memory_mb: float | None = None
@@ -80,29 +104,6 @@ class NewsClassifier:
         if model.classifier is None:
             raise ValueError(f"no {task} classifier: {model.note}")
         return Pipeline([("features", self.features), ("classifier", model.classifier)])
-
-
-def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(f"'{name}'" for name in names)
-
-
-def _plan(task: str, counts: Counter[str]) -> tuple[list[str], str | None]:
-    """Which classes can be learned, and a note on what cannot."""
-    learnable = sorted(c for c, n in counts.items() if n >= MIN_EXAMPLES)
-    scarce = sorted(c for c, n in counts.items() if n < MIN_EXAMPLES)
-    scarce_note = (
-        f"{_quoted(scarce)} need at least {MIN_EXAMPLES} examples each, so are never predicted"
-        if scarce
-        else None
-    )
-    if not counts:
-        return [], f"no {task} labels yet"
-    if len(learnable) < 2:
-        only = f"only {_quoted(learnable)} has examples" if learnable else f"no {task} class has"
-        if not learnable:
-            only += f" {MIN_EXAMPLES} examples"
-        return [], "; ".join(filter(None, [only, scarce_note]))
-    return learnable, scarce_note
 
 
 def peak_memory_mb() -> float:
@@ -119,12 +120,48 @@ def _fit_task(
     classifier: TaskClassifier,
     extra_note: str | None = None,
 ) -> TaskModel:
-    learnable, note = _plan(task, counts)
+    learnable, note = plan(task, counts)
     note = "; ".join(filter(None, [note, extra_note])) or None
     if not learnable:
         return TaskModel(task, dict(counts), None, note)
     y = np.array([t if t in learnable else None for t in targets], dtype=object)
     return TaskModel(task, dict(counts), classifier.fit(X, y, groups=groups), note)
+
+
+def _held_out_bodies(bodies: Sequence[str]) -> np.ndarray | None:
+    """Which pairs belong to a fifth of the distinct bodies, drawn at random; None with fewer
+    than HELD_OUT_MIN_BODIES bodies, where a fifth would say little."""
+    distinct = list(dict.fromkeys(bodies))
+    if len(distinct) < HELD_OUT_MIN_BODIES:
+        return None
+    order = np.random.default_rng(0).permutation(len(distinct))
+    held = {distinct[i] for i in order[: len(distinct) // 5]}
+    return np.array([body in held for body in bodies])
+
+
+def _fit_claims(pairs: Sequence[Label]) -> ClaimTask | None:
+    """The claim model from pair labels, scored first on held-out bodies; None without pairs."""
+    if not pairs:
+        return None
+    counts = Counter(str(pair.stance) for pair in pairs)
+    learnable, note = plan("claim stance", counts)
+    if not learnable:
+        return ClaimTask(dict(counts), None, note)
+    claims = [str(pair.target) for pair in pairs]
+    bodies = [document_text(pair.title, pair.text) for pair in pairs]
+    stances = list(map(str, (pair.stance for pair in pairs)))
+    task = ClaimTask(dict(counts), ClaimStanceModel().fit(claims, bodies, stances), note)
+    held = _held_out_bodies(bodies)
+    if held is not None and set(np.array(stances)[~held]) >= set(learnable):
+        rest, kept = (claims, bodies, stances), [claims, bodies]
+        trial = ClaimStanceModel().fit(*(_where(values, ~held) for values in rest))
+        task.held_out_true = np.array(_where(stances, held), dtype=object)
+        task.held_out_pred = trial.predict(*(_where(values, held) for values in kept))
+    return task
+
+
+def _where(values: Sequence[str], mask: np.ndarray) -> list[str]:
+    return [value for value, keep in zip(values, mask, strict=True) if keep]
 
 
 def train(
@@ -141,9 +178,16 @@ def train(
     if not labels:
         raise ValueError("no labels: add some with `newsmon seeds import` or `newsmon label`")
     start = time.perf_counter()
+    pairs = [label for label in labels if label.target is not None]
+    # A pair label (one with a claim, `target`) teaches the claim model; it counts for the
+    # article tasks only if it names a topic too.
+    labels = [label for label in labels if label.topic is not None]
     labelled_texts = [document_text(label.title, label.text) for label in labels]
     texts = [*labelled_texts, *unlabelled]
-    features = NewsFeatures(min_df=2, max_features=MAX_TERMS).fit(texts)
+    # With pair labels alone, the features (which keyword topics and later labels use) are
+    # fitted on their distinct texts.
+    corpus = texts or list(dict.fromkeys(document_text(p.title, p.text) for p in pairs))
+    features = NewsFeatures(min_df=2, max_features=MAX_TERMS).fit(corpus)
     # Transformed once for both tasks: on a large label set it is most of the features' cost.
     X = features.transform(texts)
 
@@ -156,12 +200,10 @@ def train(
 
     sources = [label.source for label in labels]
     no_sources: list[str | None] = [None] * len(unlabelled)
-    # A pair label (one with a claim, `target`) teaches the claim model, not these two tasks,
-    # unless it names a topic too.
-    topic_counts = Counter(label.topic for label in labels if label.topic is not None)
+    topic_counts = Counter(label.topic for label in labels)
     configured = {topic.id for topic in topics}
     missing = sorted(configured - set(topic_counts))
-    topic_extra = [f"no examples of configured topic(s) {_quoted(missing)}"] if missing else []
+    topic_extra = [f"no examples of configured topic(s) {quoted(missing)}"] if missing else []
     if NO_TOPIC not in topic_counts:
         topic_extra.append(f"no '{NO_TOPIC}' examples, so off-topic articles are not recognised")
     topic_model = _fit_task(
@@ -177,7 +219,7 @@ def train(
     # Stance is toward a topic's target: articles labelled 'none' have none and are left out,
     # and a pair label's stance is toward its own claim.
     on_topic = [i for i, label in enumerate(labels)
-                if label.topic not in (None, NO_TOPIC) and label.target is None]
+                if label.topic != NO_TOPIC and label.target is None]
     stance_counts = Counter(labels[i].stance for i in on_topic if labels[i].stance is not None)
     rows = [*on_topic, *range(len(labels), len(texts))]
     stance_model = _fit_task(
@@ -196,6 +238,8 @@ def train(
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         n_unlabelled=len(unlabelled),
         library_versions={"scikit-learn": sklearn.__version__, "numpy": np.__version__},
+        claims=_fit_claims(pairs),
+        topic_claims={t.id: t.claim for t in topics if t.claim},
         train_seconds=time.perf_counter() - start,
         peak_memory_mb=peak_memory_mb(),
     )

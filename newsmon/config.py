@@ -160,6 +160,11 @@ class TopicSettings(_Section):
     name: str
     target: str
     keywords: list[str] = []
+    # A statement the topic's articles can agree or disagree with ("Summit diplomacy with North
+    # Korea should continue"). With one, the topic's stance is toward it: favor, against,
+    # neutral or off-topic, from the claim model (trained on pair labels, those with a target),
+    # with the topic's own stance labels too where it has them. Read when the model is trained.
+    claim: Annotated[str, Field(min_length=1)] | None = None
 
 
 class ScheduleSettings(_Section):
