@@ -17,9 +17,10 @@ from pathlib import Path
 import joblib
 
 from newsmon.config import Config
+from newsmon.models.claims import FNC_STANCES, fnc_score
 from newsmon.models.evaluation import classification_metrics
 from newsmon.models.learnable import MIN_EXAMPLES
-from newsmon.models.training import NewsClassifier, TaskModel
+from newsmon.models.training import ClaimTask, NewsClassifier, TaskModel
 
 ARTIFACT_NAME = "model.joblib"
 CARD_NAME = "card.json"
@@ -91,6 +92,27 @@ def _task_card(task: TaskModel) -> dict:
     }
 
 
+def _claims_card(task: ClaimTask | None) -> dict | None:
+    """The claim model's part of the card; its score on held-out bodies is the one the digest
+    quotes, with FNC-1's weighted score when it was trained on FNC-1's four labels."""
+    if task is None:
+        return None
+    held_out = None
+    if task.held_out_true is not None:
+        truth, predicted = task.held_out_true, task.held_out_pred
+        held_out = {**classification_metrics(truth, predicted), "pairs": len(truth)}
+        if set(truth) <= set(FNC_STANCES):
+            held_out["fnc_score"] = fnc_score(list(truth), list(predicted))
+    return {
+        "label_counts": task.label_counts,
+        "predicts": task.classes,
+        "method": "gradient-boosted trees on the relation of claim and text (similarity, "
+        "overlap, refuting and hedging cues near the claim's words)",
+        "cannot": task.note,
+        "held_out_bodies": held_out,
+    }
+
+
 def model_card(model: NewsClassifier, version: str) -> dict:
     """What the model is, what it was trained on, how well it did, and what it cannot do."""
     return {
@@ -98,6 +120,8 @@ def model_card(model: NewsClassifier, version: str) -> dict:
         "trained_at": model.trained_at,
         "topic": _task_card(model.topic),
         "stance": _task_card(model.stance),
+        "claims": _claims_card(model.claims),
+        "topic_claims": dict(model.topic_claims),
         "topic_rule": None
         if model.topic.classifier
         else {"keywords": dict(model.keyword_rule.keywords), "confidence": None},

@@ -85,6 +85,10 @@ CUES = (REFUTE, HEDGE, CONFIRM)
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) - REFUTE - HEDGE - CONFIRM
 
 
+# FNC-1's labels, the import format's stances of a pair label.
+FNC_STANCES = ("agree", "disagree", "discuss", "unrelated")
+
+
 def fnc_score(
     truth: Sequence[str], predicted: Sequence[str], unrelated: str = "unrelated"
 ) -> float:

@@ -15,6 +15,11 @@ import numpy as np
 from newsmon.labels import NO_TOPIC
 from newsmon.models.training import NewsClassifier, TaskModel, document_text
 
+# The claim model's labels (FNC-1's) as stances toward a topic's claim.
+CLAIM_STANCE_NAMES = {
+    "agree": "favor", "disagree": "against", "discuss": "neutral", "unrelated": "off-topic",
+}
+
 
 @dataclass
 class Predictions:
@@ -40,6 +45,70 @@ def _classify(task: TaskModel, X: object) -> tuple[list[str], list[float | None]
     return [str(c) for c in classifier.classes_[best]], proba.max(axis=1).tolist()
 
 
+def _topic_stance(
+    task: TaskModel, X: object, rows: np.ndarray
+) -> tuple[list[str], list[float | None], list[dict[str, float] | None]]:
+    """The stance model's label, confidence and (when calibrated) whole distribution per row."""
+    labels, confidence = _classify(task, X[rows])
+    if task.classifier.temperature_ is None:
+        return labels, confidence, [None] * len(rows)
+    classes = [str(c) for c in task.classifier.classes_]
+    return labels, confidence, [dict(zip(classes, p, strict=True))
+                                for p in task.classifier.predict_proba(X[rows])]
+
+
+def _claim_stance(model: NewsClassifier, documents: Sequence[str],
+                  topics: Sequence[str | None]) -> dict[int, dict[str, float]]:
+    """Per article on a topic with a claim: the claim model's distribution, named as stances
+    toward the claim (CLAIM_STANCE_NAMES)."""
+    claim_model = model.claims.model if model.claims else None
+    if claim_model is None:
+        return {}
+    rows = [i for i, topic in enumerate(topics) if topic in model.topic_claims]
+    if not rows:
+        return {}
+    proba = claim_model.predict_proba([model.topic_claims[str(topics[i])] for i in rows],
+                                      [documents[i] for i in rows])
+    names = [CLAIM_STANCE_NAMES.get(str(c), str(c)) for c in claim_model.classes_]
+    return {i: dict(zip(names, p, strict=True)) for i, p in zip(rows, proba, strict=True)}
+
+
+def _stances(model: NewsClassifier, X: object, documents: Sequence[str],
+             topics: Sequence[str | None]) -> tuple[list, list, list]:
+    """Stance, confidence and note per article: toward the topic's claim where it has one (the
+    claim model's distribution, averaged with the topic labels' where both exist), else toward
+    the topic's target from the topic's stance labels."""
+    n = len(documents)
+    stances: list[str | None] = [None] * n
+    confidences: list[float | None] = [None] * n
+    notes: list[str | None] = [model.stance.note] * n
+    topic_dists: dict[int, dict[str, float] | None] = {}
+    on_topic = np.flatnonzero([t not in (None, NO_TOPIC) for t in topics])
+    if model.stance.classifier is not None and len(on_topic):
+        labels, confidence, dists = _topic_stance(model.stance, X, on_topic)
+        for i, label, c, dist in zip(on_topic, labels, confidence, dists, strict=True):
+            stances[i], confidences[i], topic_dists[i] = label, c, dist
+    claim_dists = _claim_stance(model, documents, topics)
+    for i, topic in enumerate(topics):
+        if i in claim_dists:
+            both = topic_dists.get(i) is not None
+            dist = _average([claim_dists[i], topic_dists[i]]) if both else claim_dists[i]
+            stances[i] = max(dist, key=dist.__getitem__)
+            confidences[i] = float(dist[stances[i]])
+            notes[i] = ("toward the topic's claim: claim model and topic labels, averaged"
+                        if both else "toward the topic's claim: claim model")
+        elif topic in model.topic_claims:
+            why = model.claims.note if model.claims else "no pair labels (with a target) yet"
+            notes[i] = "; ".join(filter(None, [notes[i], f"the topic's claim is not used: {why}"]))
+    return stances, confidences, notes
+
+
+def _average(dists: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The mean of distributions over the union of their classes (absent: probability 0)."""
+    classes = dict.fromkeys(name for dist in dists for name in dist)
+    return {name: sum(dist.get(name, 0.0) for dist in dists) / len(dists) for name in classes}
+
+
 def predict(
     model: NewsClassifier, titles: Sequence[str | None], texts: Sequence[str]
 ) -> Predictions:
@@ -60,16 +129,7 @@ def predict(
         topics, topic_conf = [None] * n, [None] * n
         topic_notes = [f"{model.topic.note}; no topic keywords configured"] * n
 
-    stances: list[str | None] = [None] * n
-    stance_conf: list[float | None] = [None] * n
-    stance_notes: list[str | None] = [model.stance.note] * n
-    if model.stance.classifier is not None:
-        on_topic = np.array([t not in (None, NO_TOPIC) for t in topics])
-        if on_topic.any():
-            rows = np.flatnonzero(on_topic)
-            labels, conf = _classify(model.stance, X[rows])
-            for i, label, c in zip(rows, labels, conf, strict=True):
-                stances[i], stance_conf[i] = label, c
+    stances, stance_conf, stance_notes = _stances(model, X, documents, topics)
     for i, topic in enumerate(topics):
         if topic == NO_TOPIC:
             stance_notes[i] = "no topic, so no stance"

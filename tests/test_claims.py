@@ -200,3 +200,50 @@ def test_groups_keep_their_pairs_together_when_confidence_is_fitted() -> None:
     assert 0.05 <= model.temperature_ <= 20
     with pytest.raises(ValueError, match="but 2 groups"):
         model.fit(claims, bodies, stances, groups=["a", "b"])
+
+
+def test_a_topic_with_a_claim_gets_its_stance_from_the_claim_model(one_thread) -> None:
+    from newsmon.config import TopicSettings
+    from newsmon.labels import Label
+    from newsmon.models.artifacts import model_card
+    from newsmon.models.predict import predict
+    from newsmon.models.training import train
+
+    claims, bodies, stances = _pairs(range(1, 13), 3, seed=3)
+    labels = [Label(f"p{n}", None, body, None, stance, target=claim)
+              for n, (claim, body, stance) in enumerate(zip(claims, bodies, stances, strict=True))]
+    # A topic the pairs never mention: its claim gets a stance before anyone labels for it.
+    claim, words = _story(0)
+    topic = TopicSettings(id="t0", name="T0", target="it", keywords=[words[0]], claim=claim)
+    model = train(labels, [], [topic])
+
+    rng = random.Random(5)
+    other = _story(7)[1]
+    articles = [_body(stance, claim, words, other, rng) + f" {words[0]}."
+                for stance in ("agree", "disagree", "discuss")]
+    result = predict(model, [None] * 3, articles)
+    assert result.topic == ["t0", "t0", "t0"]
+    assert result.stance == ["favor", "against", "neutral"]
+    assert result.stance_note == ["toward the topic's claim: claim model"] * 3
+    assert all(0 < c <= 1 for c in result.stance_confidence)
+    card = model_card(model, "v")
+    assert card["topic_claims"] == {"t0": claim}
+    assert card["claims"]["held_out_bodies"]["fnc_score"] > 50
+    assert set(card["claims"]["predicts"]) == set(STANCES)
+
+
+def test_a_topic_claim_without_pair_labels_says_why_it_is_unused() -> None:
+    from newsmon.config import TopicSettings
+    from newsmon.labels import Label
+    from newsmon.models.predict import predict
+    from newsmon.models.training import train
+
+    labels = [Label(f"a{n}", None, f"the harbour {word} story {n}", "t0", stance)
+              for n, (word, stance) in enumerate([("good", "favor"), ("great", "favor"),
+                                                  ("bad", "against"), ("awful", "against")])]
+    topic = TopicSettings(id="t0", name="T0", target="it", keywords=["harbour"],
+                          claim="The harbour should be rebuilt")
+    result = predict(train(labels, [], [topic]), [None], ["the harbour good story, harbour again"])
+    assert result.topic == ["t0"]
+    assert "the topic's claim is not used: no pair labels (with a target) yet" in (
+        result.stance_note[0])
