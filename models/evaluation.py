@@ -15,7 +15,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from newsmon.labels import Label
-from newsmon.models.training import document_text
+from newsmon.models.claims import FNC_STANCES, fnc_score
+from newsmon.models.predict import predict
+from newsmon.models.training import NewsClassifier, document_text
 
 LEARNING_CURVE_SIZES = (2, 10, 50)
 # Bounds on the learning curve's cost: it stops drawing after this many seconds (and says so),
@@ -52,11 +54,51 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None]) 
     }
 
 
+def score_labels(model: NewsClassifier, labels: Sequence[Label]) -> dict[str, dict]:
+    """A trained model scored on labelled articles it did not see: per task, its metrics (None
+    when no label has that task) and what it cannot predict.
+
+    ``stance`` scores each label's stance where it is toward: a pair label's toward its own
+    claim (by the claim model), any other toward its topic's target. On pair labels alone in
+    FNC-1's four labels, its metrics carry FNC-1's weighted score too."""
+    predictions = predict(model, [x.title for x in labels], [x.text for x in labels])
+    topic_rows = [i for i, x in enumerate(labels) if x.topic is not None]
+    pairs = [x for x in labels if x.target is not None and x.stance is not None]
+    targeted = [i for i, x in enumerate(labels) if x.target is None and x.stance is not None]
+    claim_model = model.claims.model if model.claims else None
+    truth = [str(labels[i].stance) for i in targeted]
+    predicted: list[str | None] = [predictions.stance[i] for i in targeted]
+    if pairs:
+        truth += [str(x.stance) for x in pairs]
+        predicted += [None] * len(pairs) if claim_model is None else list(claim_model.predict(
+            [str(x.target) for x in pairs], [document_text(x.title, x.text) for x in pairs]))
+    stance_metrics = classification_metrics(truth, predicted) if truth else None
+    if stance_metrics and pairs and not targeted and set(truth) <= set(FNC_STANCES):
+        stance_metrics["fnc_score"] = fnc_score(truth, ["(none)" if p is None else str(p)
+                                                        for p in predicted])
+    claim_note = ("no claim model: the model was trained without pair labels"
+                  if pairs and claim_model is None else model.claims.note if pairs else None)
+    return {
+        "topic": {
+            "cannot": model.topic.note,
+            "metrics": classification_metrics([str(labels[i].topic) for i in topic_rows],
+                                              [predictions.topic[i] for i in topic_rows])
+            if topic_rows else None,
+        },
+        "stance": {
+            "cannot": "; ".join(filter(None, [model.stance.note if targeted else None,
+                                              claim_note])) or None,
+            "metrics": stance_metrics,
+        },
+    }
+
+
 def format_metrics(title: str, metrics: dict, max_confusion: int = 12) -> str:
     """A plain-text report; the confusion matrix only when it fits on a screen."""
     lines = [
         f"{title}: n={metrics['n']}  accuracy={metrics['accuracy']:.3f}  "
-        f"macro-F1={metrics['macro_f1']:.3f}",
+        f"macro-F1={metrics['macro_f1']:.3f}"
+        + (f"  FNC-1 score={metrics['fnc_score']:.2f}" if "fnc_score" in metrics else ""),
         f"  {'class':<24} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>7}",
     ]
     for name, row in metrics["per_class"].items():

@@ -247,3 +247,42 @@ def test_a_topic_claim_without_pair_labels_says_why_it_is_unused() -> None:
     assert result.topic == ["t0"]
     assert "the topic's claim is not used: no pair labels (with a target) yet" in (
         result.stance_note[0])
+
+
+def test_evaluate_scores_pairs_with_the_fnc_labels_and_score(write_config, tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from newsmon.labels import Label, write_labels
+
+    def pair_labels(stories: range, seed: int, prefix: str) -> list[Label]:
+        claims, bodies, stances = _pairs(stories, 3, seed=seed)
+        return [Label(f"{prefix}{n}", None, body, None, stance, target=claim)
+                for n, (claim, body, stance) in enumerate(zip(claims, bodies, stances,
+                                                              strict=True))]
+
+    config = write_config('[warehouse]\npath = "wh/w.duckdb"\n')
+    write_labels(tmp_path / "seeds" / "labels.jsonl", pair_labels(range(12), 1, "p"))
+    test_file = tmp_path / "test.jsonl"
+    write_labels(test_file, pair_labels(range(20, 26), 2, "t"))
+    environment = {"OMP_NUM_THREADS": "1"}  # see one_thread
+
+    def newsmon(*args: str) -> subprocess.CompletedProcess:
+        import os
+
+        return subprocess.run([sys.executable, "-m", "newsmon", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ, **environment})
+
+    assert newsmon("model", "train").returncode == 0
+    evaluated = newsmon("model", "evaluate", "--test", str(test_file), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    stance = json.loads(evaluated.stdout)["tasks"]["stance"]["metrics"]
+    assert stance["confusion"]["labels"][:4] == sorted(STANCES)
+    assert stance["n"] == 6 * 3 * 4
+    assert 50 < stance["fnc_score"] <= 100
+    card = newsmon("model", "evaluate")
+    assert card.returncode == 0, card.stderr
+    assert "claim stance (model card)" in card.stdout
+    assert "FNC-1 score=" in card.stdout

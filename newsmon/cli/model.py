@@ -190,8 +190,7 @@ def _score_saved(config: Config, version: str | None, test_labels: list[Label] |
     """A saved version (the current one by default), scored on the test labels; without them,
     the cross-validated metrics its card recorded at training."""
     from newsmon.models.artifacts import ArtifactError, load
-    from newsmon.models.evaluation import classification_metrics
-    from newsmon.models.predict import predict
+    from newsmon.models.evaluation import score_labels
 
     with open_warehouse(config) as con:
         found = saved_model(con, version)
@@ -214,21 +213,17 @@ def _score_saved(config: Config, version: str | None, test_labels: list[Label] |
                 "cannot": card[task]["cannot"],
                 "metrics": card[task]["cross_validated"],
             }
+        if card.get("claims"):  # scored on a fifth of the pairs' bodies, held out
+            report["tasks"]["claim stance"] = {
+                "cannot": card["claims"]["cannot"],
+                "metrics": card["claims"]["held_out_bodies"],
+            }
         return report
     try:
         model = load(config.resolve(Path(row.artifact_path)), row.artifact_sha256)
     except ArtifactError as exc:
         raise fail(str(exc)) from None
-    predictions = predict(model, [x.title for x in test_labels], [x.text for x in test_labels])
-    for task in ("topic", "stance"):
-        entry: dict = {"cannot": getattr(model, task).note, "metrics": None}
-        rows = [i for i, x in enumerate(test_labels) if getattr(x, task) is not None]
-        if rows:
-            entry["metrics"] = classification_metrics(
-                [getattr(test_labels[i], task) for i in rows],
-                [getattr(predictions, task)[i] for i in rows],
-            )
-        report["tasks"][task] = entry
+    report["tasks"] = score_labels(model, test_labels)
     return report
 
 
