@@ -737,3 +737,47 @@ def test_chart_legends_fit_in_the_figure(
             box = legend.get_window_extent(renderer)
             assert bounds.x0 <= box.x0 and box.x1 <= bounds.x1, (name, box, bounds)
             assert bounds.y0 <= box.y0 and box.y1 <= bounds.y1, (name, box, bounds)
+
+
+def test_a_topic_with_a_claim_shows_its_stance_source_and_score(project) -> None:
+    config_path, _ = project
+    config = load_config(config_path)
+    claim = "Summit diplomacy with North Korea should continue"
+    card = {
+        "topic_claims": {"dprk": claim},
+        "claims": {"predicts": ["agree", "disagree", "discuss", "unrelated"],
+                   "held_out_bodies": {"n": 412, "macro_f1": 0.77, "fnc_score": 88.44}},
+        "stance": {"predicts": [], "cannot": "no stance labels yet", "cross_validated": None},
+    }
+    with open_writer(config.warehouse_path) as con:
+        con.execute("UPDATE model_versions SET card = ? WHERE is_current", [json.dumps(card)])
+
+    report, _, html, text, _ = render_week(config_path)
+
+    dprk = report.topics[0]
+    assert dprk.claim == claim
+    source = ("Stance toward the claim: the claim model (FNC-1 score 88.4 on 412 pairs of "
+              "held-out bodies).")
+    assert dprk.stance_source == source
+    assert f"Claim: \u201c{claim}\u201d" in text
+    assert source in " ".join(text.split())
+    assert f"Claim: \u201c{claim}\u201d" in html and source in html
+    # The tariffs topic has no claim: its stances would come from stance labels, of which the
+    # model has none, and the digest says so.
+    assert report.topics[1].claim is None
+    assert report.topics[1].stance_source == "No stance yet: no stance labels yet."
+
+
+def test_stance_source_says_both_when_labels_and_a_claim_model_exist() -> None:
+    from newsmon.digest.report import stance_source
+
+    card = {
+        "topic_claims": {"t": "A claim"},
+        "claims": {"predicts": ["agree", "disagree"], "held_out_bodies": None},
+        "stance": {"predicts": ["favor", "against"], "cross_validated": {"macro_f1": 0.713}},
+    }
+    assert stance_source(card, "t") == (
+        "Stance toward the claim: the claim model (not scored: too few bodies to hold some out) "
+        "and the topic's stance labels (macro-F1 0.71, cross-validated), averaged.")
+    assert stance_source(card, "other") == (
+        "Stance toward the target: the stance labels (macro-F1 0.71, cross-validated).")

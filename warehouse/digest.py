@@ -151,7 +151,7 @@ ORDER BY failures DESC, l.url
 """
 
 CURRENT_MODEL = """
-SELECT model_version, trained_at, topic_macro_f1, stance_macro_f1
+SELECT model_version, trained_at, topic_macro_f1, stance_macro_f1, card
 FROM model_versions
 WHERE is_current
 ORDER BY trained_at DESC

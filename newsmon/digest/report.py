@@ -6,6 +6,7 @@ are in newsmon.warehouse.digest), so a digest can be rendered again for any past
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ PASSING_TROUBLE_SHARE = 0.1
 # the prose ("Skip to content", the title again, a byline), without pulling whole articles out.
 LEDE_SOURCE_CHARS = 1500
 # Stances in this order first (the usual labels); any other label the model has follows.
-KNOWN_STANCES = ("favor", "against", "neutral")
+KNOWN_STANCES = ("favor", "against", "neutral", "off-topic")
 # The daily series of articles that have no current prediction yet.
 UNCLASSIFIED = "Unclassified"
 
@@ -108,6 +109,8 @@ class TopicReport:
     needs_review: list[Article]
     # Stance counts per week over the chart's weeks, oldest first.
     weekly_stances: list[tuple[IsoWeek, dict[str | None, int]]]
+    claim: str | None = None  # the claim the current model's stances are toward
+    stance_source: str | None = None  # how they were obtained; None without a model
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,37 @@ class ModelInfo:
     trained_at: datetime
     topic_macro_f1: float | None
     stance_macro_f1: float | None
+    card: dict  # the model card (models.artifacts.model_card)
+
+
+def _claim_score(claims: Mapping) -> str:
+    held_out = claims.get("held_out_bodies")
+    if not held_out:
+        return "not scored: too few bodies to hold some out"
+    pairs = f"{held_out['n']:,} pairs of held-out bodies"
+    if "fnc_score" in held_out:
+        return f"FNC-1 score {held_out['fnc_score']:.1f} on {pairs}"
+    return f"macro-F1 {held_out['macro_f1']:.2f} on {pairs}"
+
+
+def _labels_score(stance: Mapping) -> str:
+    cv = stance.get("cross_validated")
+    return f"macro-F1 {cv['macro_f1']:.2f}, cross-validated" if cv else "not cross-validated"
+
+
+def stance_source(card: Mapping, topic_id: str) -> str:
+    """How a topic's stances were obtained, and how well that scored, as the digest says it."""
+    claims, stance = card.get("claims") or {}, card.get("stance") or {}
+    by_claim = topic_id in (card.get("topic_claims") or {}) and bool(claims.get("predicts"))
+    by_labels = bool(stance.get("predicts"))
+    if by_claim and by_labels:
+        return (f"Stance toward the claim: the claim model ({_claim_score(claims)}) and the "
+                f"topic's stance labels ({_labels_score(stance)}), averaged.")
+    if by_claim:
+        return f"Stance toward the claim: the claim model ({_claim_score(claims)})."
+    if by_labels:
+        return f"Stance toward the target: the stance labels ({_labels_score(stance)})."
+    return f"No stance yet: {stance.get('cannot') or 'no stance labels'}."
 
 
 @dataclass(frozen=True)
@@ -334,6 +368,8 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         key=lambda a: (a.dated_at, a.article_id),
     )
 
+    model_row = con.execute(queries.CURRENT_MODEL).fetchone()
+    model = ModelInfo(*model_row[:4], json.loads(model_row[4] or "{}")) if model_row else None
     topic_reports = []
     for topic in config.topics:
         articles = by_topic.get(topic.id, [])
@@ -360,6 +396,8 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
                     key=lambda a: (a.confidence, a.article_id),
                 )[:NEEDS_REVIEW],
                 weekly_stances=[(w, dict(weekly[w][topic.id])) for w in chart_weeks],
+                claim=(model.card.get("topic_claims") or {}).get(topic.id) if model else None,
+                stance_source=stance_source(model.card, topic.id) if model else None,
             )
         )
 
@@ -369,8 +407,6 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         for url, name, attempts, failed, last_error, last_failed in feeds
         if failed
     ]
-    model_row = con.execute(queries.CURRENT_MODEL).fetchone()
-
     return DigestReport(
         week=week,
         timezone=config.timezone,
@@ -392,5 +428,5 @@ def gather(con: duckdb.DuckDBPyConnection, config: Config, week: IsoWeek) -> Dig
         daily=daily,
         feeds_fetched=len(feeds),
         feed_failures=failures,
-        model=ModelInfo(*model_row) if model_row else None,
+        model=model,
     )
