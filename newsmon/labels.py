@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import stat
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -194,15 +195,18 @@ def write_labels(path: Path, labels: Iterable[Label]) -> int:
     it, so a reader, or a crash, sees the old file or the new one, never part of either."""
     lines = [json.dumps(label.to_json(), ensure_ascii=False) + "\n" for label in labels]
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Opened with "x", not mkstemp: a new file gets the usual mode (umask), not mkstemp's 0600.
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        with temporary.open("x", encoding="utf-8") as out:
             out.write("".join(lines))
             out.flush()
             os.fsync(out.fileno())
+        if path.exists():  # the labels keep the mode of the file they replace
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return len(lines)
 

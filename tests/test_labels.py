@@ -228,3 +228,19 @@ def test_a_label_needs_a_topic_or_a_claim_and_a_claim_needs_a_stance(tmp_path: P
     assert "line 1: 'topic' must be a non-empty string, or give 'target'" in message
     assert "line 2: a label with a 'target' needs its 'stance' toward it" in message
     assert "line 3: 'target' must be a non-empty string or null" in message
+
+
+def test_written_labels_keep_the_mode_a_file_written_in_place_would_have(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    fresh = tmp_path / "fresh.jsonl"
+    write_labels(fresh, [])
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+    shared = tmp_path / "shared.jsonl"
+    shared.write_text("")
+    shared.chmod(0o664)
+    write_labels(shared, [])
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664
