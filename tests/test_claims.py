@@ -275,7 +275,12 @@ def test_evaluate_scores_pairs_with_the_fnc_labels_and_score(write_config, tmp_p
                               capture_output=True, text=True, timeout=600,
                               env={**os.environ, **environment})
 
-    assert newsmon("model", "train").returncode == 0
+    trained = newsmon("model", "train")
+    assert trained.returncode == 0, trained.stderr
+    assert "claim stance pair labels (agree: 36, disagree: 36, discuss: 36, unrelated: 36)" in (
+        trained.stdout)
+    assert "predicts agree, disagree, discuss, unrelated; on held-out bodies: macro-F1" in (
+        trained.stdout)
     evaluated = newsmon("model", "evaluate", "--test", str(test_file), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     stance = json.loads(evaluated.stdout)["tasks"]["stance"]["metrics"]

@@ -101,6 +101,25 @@ def _describe(model: NewsClassifier) -> None:
             console.print(f"  [yellow]cannot:[/] {escape(task.note)}", highlight=False)
 
 
+def _describe_claims(card: dict) -> None:
+    """The claim model's part of a model card, as `model train` reports it."""
+    claims = card.get("claims")
+    if claims is None:
+        return
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(claims["label_counts"].items()))
+    console.print(f"[bold]claim stance[/] pair labels ({escape(counts)})")
+    held_out = claims["held_out_bodies"]
+    if claims["predicts"]:
+        score = "too few bodies to hold some out" if held_out is None else (
+            f"on held-out bodies: macro-F1 {held_out['macro_f1']:.3f}"
+            + (f", FNC-1 score {held_out['fnc_score']:.2f}" if "fnc_score" in held_out else ""))
+        console.print(f"  predicts {', '.join(claims['predicts'])}; {score}", markup=False)
+        for topic, claim in card["topic_claims"].items():
+            console.print(f"  topic {topic}: stance toward \u201c{claim}\u201d", markup=False)
+    if claims["cannot"]:
+        console.print(f"  [yellow]cannot:[/] {escape(claims['cannot'])}", highlight=False)
+
+
 @model_app.command("train")
 def train_command(
     ctx: typer.Context,
@@ -120,6 +139,7 @@ def train_command(
         raise fail(str(exc)) from None
     assert saved.model is not None
     _describe(saved.model)
+    _describe_claims(saved.card)
     if saved.model.train_seconds is not None:
         console.print(
             f"trained in {saved.model.train_seconds:.1f} s, peak memory "
