@@ -150,8 +150,8 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
     """Sublinear TF-IDF over word unigrams and bigrams, L2-normalised rows.
 
     min_df: a term must occur in at least this many fitted documents.
-    max_features: keep at most this many unigrams (the most frequent by document frequency),
-    which bounds the model's size when it is fitted on a large warehouse.
+    max_features: keep at most this many unigrams, and as many bigrams (the most frequent by
+    document frequency), which bounds the model's size when it is fitted on a large warehouse.
     lead: when above 0, the n-gram columns are followed by a second block, the unigrams of each
     document's first ``lead`` words (the headline and the start of the body, which say most
     plainly what an article is about), with the unigrams' IDF and their own L2 norm. It costs
@@ -181,12 +181,13 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         for word, provisional in ids_of.items():
             remap[provisional] = self.vocabulary_.get(word, -1)
         bigrams, bigram_df = self._bigram_df((remap[ids], ids == -1) for ids in chunks)
-        self.bigrams_ = bigrams[bigram_df >= self.min_df]
+        keep = self._frequent_bigrams(bigram_df)
+        self.bigrams_ = bigrams[keep]
         words = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
         unigram_df = np.empty(len(words))
         kept = remap[:-1] >= 0
         unigram_df[remap[:-1][kept]] = df[kept]
-        bigram_doc_freq = bigram_df[bigram_df >= self.min_df].astype(np.float64)
+        bigram_doc_freq = bigram_df[keep].astype(np.float64)
         frequency = np.concatenate([unigram_df, bigram_doc_freq])
         # Columns in order of document frequency: an article's terms are mostly frequent ones,
         # so the rows of a classifier's weights that it reads lie close together in memory. With
@@ -201,6 +202,18 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         self.lead_columns_[by_frequency] = np.arange(len(by_frequency))
         self.lead_idf_ = np.log((1 + len(X)) / (1 + unigram_df[by_frequency])) + 1
         return self
+
+    def _frequent_bigrams(self, df: np.ndarray) -> np.ndarray:
+        """Which bigrams to keep: in at least min_df documents, and the max_features most
+        frequent of those. Uncapped, rare bigrams were 1.3M of 1.7M columns at 26,590 articles,
+        and a dense row per topic over them made the model 720 MB."""
+        keep = df >= self.min_df
+        candidates = np.flatnonzero(keep)
+        if self.max_features is not None and len(candidates) > self.max_features:
+            frequent = candidates[np.argsort(-df[candidates], kind="stable")[: self.max_features]]
+            keep = np.zeros(len(df), dtype=bool)
+            keep[frequent] = True
+        return keep
 
     def _vocabulary(self, words: list[str], df: np.ndarray) -> None:
         """The words kept (in at least min_df documents; the max_features most frequent) as

@@ -115,6 +115,24 @@ def test_features_match_scikit_learn_tfidf() -> None:
     np.testing.assert_allclose(ours.transform(texts).toarray(), expected, atol=1e-12)
 
 
+def test_max_features_caps_bigrams_too_keeping_the_most_frequent() -> None:
+    # Three words, so few unigrams and many bigrams: the cap of three applies to the bigrams.
+    texts = ["aa bb cc aa", "bb cc aa", "aa bb cc", "cc bb aa bb", "bb aa cc", "aa bb aa"]
+    capped = WordNgramTfidf(min_df=2, max_features=3).fit(texts)
+    uncapped = WordNgramTfidf(min_df=2).fit(texts)
+
+    def bigrams(model: WordNgramTfidf) -> set[str]:
+        return {name for name in model.get_feature_names_out() if " " in name}
+
+    def df(bigram: str) -> int:
+        return sum(f" {bigram} " in f" {text} " for text in texts)
+
+    kept, dropped = bigrams(capped), bigrams(uncapped) - bigrams(capped)
+    assert len(kept) == 3 and len(dropped) >= 1
+    assert min(map(df, kept)) >= max(map(df, dropped))
+    assert capped.transform(texts).shape[1] == len(capped.get_feature_names_out())
+
+
 def test_words_are_the_token_patterns_words_on_either_path() -> None:
     # Every separator is a character the token pattern splits on, so replacing it changes
     # no token; and both paths give exactly the pattern's tokens.
