@@ -19,9 +19,6 @@ older one). ``newsmon label`` uses the article's URL as the id; an imported file
 from __future__ import annotations
 
 import json
-import os
-import stat
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,6 +27,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from newsmon.config import Config
+from newsmon.files import replacing
 
 NO_TOPIC = "none"
 SEED_FILE = "labels.jsonl"
@@ -195,19 +193,8 @@ def write_labels(path: Path, labels: Iterable[Label]) -> int:
     it, so a reader, or a crash, sees the old file or the new one, never part of either."""
     lines = [json.dumps(label.to_json(), ensure_ascii=False) + "\n" for label in labels]
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Opened with "x", not mkstemp: a new file gets the usual mode (umask), not mkstemp's 0600.
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temporary.open("x", encoding="utf-8") as out:
-            out.write("".join(lines))
-            out.flush()
-            os.fsync(out.fileno())
-        if path.exists():  # the labels keep the mode of the file they replace
-            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with replacing(path) as out:
+        out.write("".join(lines).encode("utf-8"))
     return len(lines)
 
 

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import duckdb
 
+from newsmon.files import replacing
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -92,8 +94,6 @@ def publish(live: Path, copy: Path) -> None:
         raise
 
 
-
-
 @contextmanager
 def _refused() -> Iterator[None]:
     """DuckDB's errors as QueryError, DuckDB's message unchanged."""
@@ -143,7 +143,7 @@ class AnalystSession:
             reader = relation.to_arrow_reader(EXPORT_BATCH_ROWS)
         try:
             if isinstance(target, Path):
-                with _replaced(target) as out:
+                with replacing(target) as out:
                     return WRITERS[fmt](reader.schema, _batches(reader), out)
             return WRITERS[fmt](reader.schema, _batches(reader), target)
         except OSError as exc:  # no such folder, a full disk, a closed pipe
@@ -171,22 +171,6 @@ def open_analyst_session(path: Path, timezone: str | None = None) -> Iterator[An
         yield AnalystSession(con)
     finally:
         con.close()
-
-
-@contextmanager
-def _replaced(target: Path) -> Iterator[BinaryIO]:
-    """A new file that becomes ``target`` when the block ends without an error: a failed export
-    leaves neither half a file nor an earlier file destroyed."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    # Created as open() would create it (mode 0666 less the umask), unlike mkstemp's 0600.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            yield out
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
