@@ -309,7 +309,6 @@ class ClaimStanceModel(BaseEstimator):
         learnable, self.note_ = plan("claim stance", counts)
         if not learnable:
             raise ValueError(f"cannot learn stance toward claims: {self.note_}")
-        self.label_counts_ = dict(counts)
         keep = np.array([s in learnable for s in stances])
         claims = [t for t, k in zip(claims, keep, strict=True) if k]
         bodies = [t for t, k in zip(bodies, keep, strict=True) if k]

@@ -183,8 +183,7 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator):
         bigrams, bigram_df = self._bigram_df((remap[ids], ids == -1) for ids in chunks)
         keep = self._frequent_bigrams(bigram_df)
         self.bigrams_ = bigrams[keep]
-        words = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
-        unigram_df = np.empty(len(words))
+        unigram_df = np.empty(len(self.vocabulary_))
         kept = remap[:-1] >= 0
         unigram_df[remap[:-1][kept]] = df[kept]
         bigram_doc_freq = bigram_df[keep].astype(np.float64)

@@ -49,12 +49,14 @@ def _topic_stance(
     task: TaskModel, X: object, rows: np.ndarray
 ) -> tuple[list[str], list[float | None], list[dict[str, float] | None]]:
     """The stance model's label, confidence and (when calibrated) whole distribution per row."""
-    labels, confidence = _classify(task, X[rows])
-    if task.classifier.temperature_ is None:
+    classifier, subset = task.classifier, X[rows]
+    if classifier.temperature_ is None:
+        labels, confidence = _classify(task, subset)
         return labels, confidence, [None] * len(rows)
-    classes = [str(c) for c in task.classifier.classes_]
-    return labels, confidence, [dict(zip(classes, p, strict=True))
-                                for p in task.classifier.predict_proba(X[rows])]
+    proba = classifier.predict_proba(subset)
+    classes = [str(c) for c in classifier.classes_]
+    labels = [classes[best] for best in proba.argmax(axis=1)]
+    return labels, proba.max(axis=1).tolist(), [dict(zip(classes, p, strict=True)) for p in proba]
 
 
 def _claim_stance(model: NewsClassifier, documents: Sequence[str],
